@@ -1,0 +1,55 @@
+"""ADBench data and the project's one-class evaluation protocol.
+
+Per seed s: the normal rows are shuffled with ``np.random.RandomState(s)``;
+the first half (at most 10,000 rows) is the training set; the test set is the
+second half of the normals plus all anomalies, subsampled to at most 20,000
+rows keeping the anomaly fraction; a StandardScaler is fitted on the training
+set only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.preprocessing import StandardScaler
+
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "adbench"
+MAX_TRAIN = 10_000
+MAX_TEST = 20_000
+
+
+@dataclass
+class Split:
+    """One seed's train/test split of a data set, already standardised."""
+
+    dataset: str
+    seed: int
+    X_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray  # 1 = anomaly, 0 = normal
+
+
+def available(data_dir: Path = DEFAULT_DATA_DIR) -> list[str]:
+    """Names of the data sets in ``data_dir`` (file names without ``.npz``)."""
+    return sorted(p.stem for p in Path(data_dir).glob("*.npz"))
+
+
+def load_split(name: str, seed: int, data_dir: Path = DEFAULT_DATA_DIR) -> Split:
+    """Apply the protocol to data set ``name`` for ``seed``."""
+    with np.load(Path(data_dir) / f"{name}.npz", allow_pickle=False) as data:
+        X, y = data["X"].astype(np.float64), data["y"].astype(int)
+    rng = np.random.RandomState(seed)
+    normal = np.flatnonzero(y == 0)[rng.permutation(int((y == 0).sum()))]
+    half = len(normal) // 2
+    train = normal[: min(half, MAX_TRAIN)]
+    test = np.r_[normal[half:], np.flatnonzero(y == 1)]
+    if len(test) > MAX_TEST:
+        test_y = y[test]
+        keep_anomalies = int(round(MAX_TEST * test_y.mean()))
+        anomalies = rng.choice(test[test_y == 1], keep_anomalies, replace=False)
+        normals = rng.choice(test[test_y == 0], MAX_TEST - keep_anomalies, replace=False)
+        test = np.r_[normals, anomalies]
+    scaler = StandardScaler().fit(X[train])
+    return Split(name, seed, scaler.transform(X[train]), scaler.transform(X[test]), y[test])

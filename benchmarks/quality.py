@@ -1,0 +1,100 @@
+"""Detection quality of the package's detectors and their peers on ADBench.
+
+Usage (from the project root)::
+
+    python -m benchmarks.quality                      # everything, 3 seeds
+    python -m benchmarks.quality --quick              # 4 data sets, 1 seed (CI)
+    python -m benchmarks.quality --datasets 6_cardio --detectors IsolationForest
+
+Writes ``benchmarks/results/<name>.csv`` (one row per data set, detector and
+seed) and ``<name>.md`` (the tables). The protocol is in ``adbench.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from . import adbench, registry, report
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+QUICK_DATASETS = ["38_thyroid", "6_cardio", "40_vowels", "29_Pima"]
+
+
+def _inlier_rate(estimator, X_normal) -> float:
+    """Fraction of normal test rows that the default threshold calls inliers."""
+    if not hasattr(estimator, "offset_") or not hasattr(estimator, "predict"):
+        return np.nan
+    return float(np.mean(estimator.predict(X_normal) == 1))
+
+
+def evaluate(entry: registry.Entry, split: adbench.Split) -> dict:
+    estimator = entry.make(split.seed)
+    start = time.perf_counter()
+    estimator.fit(split.X_train)
+    fit_s = time.perf_counter() - start
+    start = time.perf_counter()
+    scores = entry.anomaly_score(estimator, split.X_test)
+    score_s = time.perf_counter() - start
+    return {
+        "dataset": split.dataset,
+        "detector": None,
+        "seed": split.seed,
+        "auroc": roc_auc_score(split.y_test, scores),
+        "ap": average_precision_score(split.y_test, scores),
+        "inlier_rate": _inlier_rate(estimator, split.X_test[split.y_test == 0]),
+        "fit_s": fit_s,
+        "score_s": score_s,
+    }
+
+
+def main(argv=None) -> pd.DataFrame:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", help="data set names (default: all)")
+    parser.add_argument("--detectors", nargs="+", help="detector names (default: all)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--data-dir", type=Path, default=adbench.DEFAULT_DATA_DIR)
+    parser.add_argument("--quick", action="store_true", help="4 data sets, 1 seed")
+    parser.add_argument("--name", default="quality", help="stem of the result files")
+    parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
+    args = parser.parse_args(argv)
+
+    datasets = args.datasets or adbench.available(args.data_dir)
+    seeds = args.seeds
+    if args.quick:
+        datasets, seeds = args.datasets or QUICK_DATASETS, [0]
+    detectors = registry.all_detectors()
+    if args.detectors:
+        unknown = set(args.detectors) - set(detectors)
+        if unknown:
+            parser.error(f"unknown detectors {sorted(unknown)}; known: {sorted(detectors)}")
+        detectors = {name: detectors[name] for name in args.detectors}
+
+    rows = []
+    for dataset in datasets:
+        for seed in seeds:
+            split = adbench.load_split(dataset, seed, args.data_dir)
+            for name, entry in detectors.items():
+                row = evaluate(entry, split)
+                row["detector"] = name
+                rows.append(row)
+                print(f"{dataset:<24}{name:<30}seed {seed}  AUROC {row['auroc']:.3f}  "
+                      f"fit {row['fit_s']:.1f}s", flush=True)
+    results = pd.DataFrame(rows)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    results.to_csv(args.out_dir / f"{args.name}.csv", index=False, float_format="%.6g")
+    command = "python -m benchmarks.quality " + " ".join(sys.argv[1:] if argv is None else argv)
+    text = report.header("Detection quality on ADBench", command.strip())
+    text += "\nProtocol: `benchmarks/adbench.py` (one-class, 3 seeds, StandardScaler on train).\n\n"
+    (args.out_dir / f"{args.name}.md").write_text(text + report.quality_tables(results))
+    return results
+
+
+if __name__ == "__main__":
+    main()

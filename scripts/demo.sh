@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Install the package into .venv and run the demo.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup_env.sh
+.venv/bin/python -m sklearn_flowod.demo "$@"

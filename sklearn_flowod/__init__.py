@@ -1,0 +1,7 @@
+"""Deep anomaly detectors with a scikit-learn interface."""
+
+from .detectors.invertible_one_class import InvertibleOneClassDetector
+
+__version__ = "0.1.0"
+
+__all__ = ["InvertibleOneClassDetector", "__version__"]

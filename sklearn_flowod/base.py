@@ -1,0 +1,330 @@
+"""The shared detector base: validation, devices, seeding, thresholds,
+batched scoring and persistence.
+
+A concrete detector only says what its paper says: how to build its network
+(``_build_module``), its training loss (``_loss``) and its raw anomaly score
+(``_anomaly_score``), plus where its natural threshold lies
+(``_auto_offset``). Everything else lives here once.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from abc import ABCMeta, abstractmethod
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, OutlierMixin, _fit_context
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._device import resolve_device
+from ._random import derive_seed
+from .training import TrainingHistory, train_module
+
+#: Rows scored per batch: large enough to keep the device busy, small enough
+#: that scoring memory does not depend on the number of rows.
+SCORING_BATCH_SIZE = 65_536
+
+
+class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
+    """Base class of the package's detectors (not to be used directly).
+
+    Follows scikit-learn's outlier-detector convention: ``score_samples`` is
+    higher for more normal points, ``decision_function`` is
+    ``score_samples - offset_`` and negative for outliers, ``predict``
+    returns +1 for inliers and -1 for outliers. ``anomaly_score`` returns
+    the method's raw score (higher = more anomalous), as PyOD does.
+    """
+
+    _parameter_constraints: dict = {
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither"), None],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), None],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "standardize": ["boolean"],
+        "contamination": [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")],
+        "device": [str, torch.device],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    # ------------------------------------------------------------------ #
+    # What a detector defines
+    # ------------------------------------------------------------------ #
+    @abstractmethod
+    def _module_config(self, n_features: int) -> dict:
+        """Hyperparameters from which ``_build_module`` builds the network.
+
+        Stored at fit time so that a pickled model is rebuilt as it was
+        trained, even if parameters are changed afterwards.
+        """
+
+    @abstractmethod
+    def _build_module(self, config: dict, seed: int) -> torch.nn.Module:
+        """Build the untrained network from ``config``."""
+
+    @abstractmethod
+    def _loss(self, module, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Mean training loss of one batch."""
+
+    @abstractmethod
+    def _anomaly_score(self, module, batch: torch.Tensor) -> torch.Tensor:
+        """Raw anomaly score of a batch (higher = more anomalous)."""
+
+    @abstractmethod
+    def _auto_offset(self, X: np.ndarray) -> float:
+        """``offset_`` for ``contamination="auto"``; ``X`` is the training data."""
+
+    def _training_options(self) -> dict:
+        """Extra keyword arguments of :func:`~sklearn_flowod.training.train_module`."""
+        return {}
+
+    # ------------------------------------------------------------------ #
+    # Fitting
+    # ------------------------------------------------------------------ #
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Fit the detector on (mostly normal) training data.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data. Pandas DataFrames are accepted; their column names
+            are stored in ``feature_names_in_``.
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        Returns
+        -------
+        self : object
+            The fitted detector.
+        """
+        X = self._validate_input(X, reset=True)
+        self.device_ = resolve_device(self.device)
+        seed = derive_seed(self.random_state)
+        self._fit_scaler(X)
+        self._module_config_ = self._module_config(self._model_features(X.shape[1]))
+        module = self._build_module(self._module_config_, seed).to(self.device_)
+        generator = torch.Generator(device=self.device_)
+        generator.manual_seed(seed)
+        X_train, X_val = self._split_validation(X, seed)
+        history = train_module(
+            module,
+            self._loss,
+            self._to_model_input(X_train, torch.float32, generator),
+            None if X_val is None else self._to_model_input(X_val, torch.float32, generator),
+            max_epochs=self.max_epochs,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            weight_decay=self.weight_decay,
+            n_iter_no_change=self.n_iter_no_change,
+            tol=self.tol,
+            generator=generator,
+            verbose=self.verbose,
+            **self._training_options(),
+        )
+        self.module_ = module.to(torch.float64).eval()
+        self._store_history(history)
+        if self.contamination == "auto":
+            self.offset_ = float(self._auto_offset(X))
+        else:
+            self.offset_ = float(np.percentile(self.score_samples(X), 100.0 * self.contamination))
+        return self
+
+    def _validate_input(self, X, *, reset: bool) -> np.ndarray:
+        return validate_data(
+            self,
+            X,
+            reset=reset,
+            dtype=[np.float64, np.float32],
+            ensure_min_samples=2 if reset else 1,
+        )
+
+    def _fit_scaler(self, X: np.ndarray) -> None:
+        if self.standardize:
+            mean = X.mean(axis=0, dtype=np.float64)
+            scale = X.std(axis=0, dtype=np.float64)
+            scale[scale < 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1.0)] = 1.0
+        else:
+            mean = np.zeros(X.shape[1])
+            scale = np.ones(X.shape[1])
+        self.mean_, self.scale_ = mean, scale
+
+    @staticmethod
+    def _model_features(n_features: int) -> int:
+        """Dimension the network sees: one noise column is added to 1-D data."""
+        return max(n_features, 2)
+
+    def _split_validation(self, X: np.ndarray, seed: int):
+        if self.validation_fraction is None:
+            return X, None
+        n_val = int(round(self.validation_fraction * X.shape[0]))
+        if n_val < 1 or n_val >= X.shape[0]:
+            raise ValueError(
+                f"validation_fraction={self.validation_fraction} leaves no validation or "
+                f"no training samples out of {X.shape[0]}; use a larger data set or set "
+                "validation_fraction=None."
+            )
+        order = np.random.RandomState(seed).permutation(X.shape[0])
+        return X[order[n_val:]], X[order[:n_val]]
+
+    def _to_model_input(self, X, dtype, generator=None) -> torch.Tensor:
+        """Standardise rows of ``X`` on the device and pad 1-D data.
+
+        A single feature is completed with a second, independent column: for
+        training, standard normal noise drawn from ``generator`` (the network
+        then learns the product of the data's law and a standard normal);
+        for scoring (``generator=None``), the noise's centre 0. The padding
+        column is documented in the detectors as a property of 1-D data.
+        """
+        if isinstance(X, np.ndarray) and not X.flags.writeable:
+            X = np.array(X)  # torch cannot wrap read-only memory (one batch at most)
+        x = torch.as_tensor(X, device=self.device_).to(dtype)
+        mean = torch.as_tensor(self.mean_, dtype=dtype, device=self.device_)
+        scale = torch.as_tensor(self.scale_, dtype=dtype, device=self.device_)
+        x = (x - mean) / scale
+        if x.shape[1] == 1:
+            if generator is None:
+                pad = torch.zeros_like(x)
+            else:
+                pad = torch.randn(x.shape, generator=generator, device=self.device_, dtype=dtype)
+            x = torch.cat([x, pad], dim=1)
+        return x
+
+    def _store_history(self, history: TrainingHistory) -> None:
+        self.loss_curve_ = history.loss_curve
+        if self.validation_fraction is not None:
+            self.validation_loss_curve_ = history.validation_loss_curve
+        self.n_epochs_ = history.n_epochs
+        self.best_epoch_ = history.best_epoch
+
+    # ------------------------------------------------------------------ #
+    # Scoring
+    # ------------------------------------------------------------------ #
+    def _apply_in_batches(self, X, fn) -> np.ndarray:
+        """Evaluate ``fn(module, batch)`` over ``X`` in float64 batches.
+
+        Rows are validated, moved to the device, standardised and evaluated
+        ``SCORING_BATCH_SIZE`` at a time under ``torch.inference_mode``, so
+        memory beyond the output array does not grow with the number of rows.
+        """
+        check_is_fitted(self)
+        X = self._validate_input(X, reset=False)
+        out = None
+        with torch.inference_mode():
+            for start in range(0, X.shape[0], SCORING_BATCH_SIZE):
+                stop = start + SCORING_BATCH_SIZE
+                batch = self._to_model_input(X[start:stop], torch.float64)
+                result = fn(self.module_, batch).cpu().numpy()
+                if out is None:
+                    out = np.empty((X.shape[0], *result.shape[1:]), dtype=np.float64)
+                out[start:stop] = result
+        return out
+
+    def _raw_scores(self, X) -> np.ndarray:
+        return self._apply_in_batches(X, self._anomaly_score)
+
+    def anomaly_score(self, X) -> np.ndarray:
+        """Raw anomaly score of the method; higher means more anomalous.
+
+        This is PyOD's sign convention (``decision_function`` there). It equals
+        ``-score_samples(X)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The samples to score.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,)
+        """
+        return self._raw_scores(X)
+
+    def score_samples(self, X) -> np.ndarray:
+        """Normality score; the lower, the more abnormal.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The samples to score.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,)
+            ``-anomaly_score(X)``.
+        """
+        return -self._raw_scores(X)
+
+    def decision_function(self, X) -> np.ndarray:
+        """Shifted normality score: negative for outliers, positive for inliers.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The samples to score.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,)
+            ``score_samples(X) - offset_``.
+        """
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X) -> np.ndarray:
+        """Predict whether each sample is an inlier (+1) or an outlier (-1).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The samples to classify.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+            +1 where ``decision_function(X) >= 0``, -1 elsewhere.
+        """
+        decision = self.decision_function(X)
+        labels = np.ones(decision.shape[0], dtype=int)
+        labels[decision < 0] = -1
+        return labels
+
+    # ------------------------------------------------------------------ #
+    # Persistence
+    # ------------------------------------------------------------------ #
+    def __getstate__(self):
+        state = dict(super().__getstate__())  # a copy: object's is the live __dict__
+        module = state.pop("module_", None)
+        if module is not None:
+            buffer = io.BytesIO()
+            weights = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+            torch.save(weights, buffer)
+            state["_module_weights"] = buffer.getvalue()
+        return state
+
+    def __setstate__(self, state):
+        weights = state.pop("_module_weights", None)
+        super().__setstate__(state)
+        if weights is None:
+            return
+        device = self.device_
+        if device.type == "cuda" and not torch.cuda.is_available():
+            warnings.warn(
+                f"This detector was fitted on {device} but CUDA is not available here; "
+                "it is loaded on the CPU.",
+                UserWarning,
+                stacklevel=2,
+            )
+            device = torch.device("cpu")
+        self.device_ = device
+        module = self._build_module(self._module_config_, seed=0)
+        module = module.to(device=device, dtype=torch.float64)
+        state_dict = torch.load(io.BytesIO(weights), map_location=device, weights_only=True)
+        module.load_state_dict(state_dict)
+        self.module_ = module.eval()

@@ -1,0 +1,98 @@
+"""Network builders: the FrEIA invertible network and its coupling subnets."""
+
+from __future__ import annotations
+
+import FrEIA.framework as Ff
+import FrEIA.modules as Fm
+from torch import nn
+
+from ._random import isolated_rng
+
+
+class CouplingSubnet:
+    """Picklable factory of the small MLPs that predict coupling coefficients.
+
+    FrEIA calls ``subnet_constructor(channels_in, channels_out)`` once per
+    block. A class instance (rather than a lambda) keeps the configuration
+    explicit and picklable.
+
+    Parameters
+    ----------
+    hidden_size : int
+        Width of the hidden layers.
+    n_hidden_layers : int, default=1
+        Number of hidden layers, each followed by a ReLU.
+    zero_init : bool, default=True
+        Initialise the output layer to zero so that every coupling starts as
+        the identity and the network starts as a product of its global affine
+        scalings and permutations.
+    """
+
+    def __init__(self, hidden_size: int, n_hidden_layers: int = 1, zero_init: bool = True):
+        self.hidden_size = hidden_size
+        self.n_hidden_layers = n_hidden_layers
+        self.zero_init = zero_init
+
+    def __call__(self, channels_in: int, channels_out: int) -> nn.Sequential:
+        layers: list[nn.Module] = []
+        width = channels_in
+        for _ in range(self.n_hidden_layers):
+            layers += [nn.Linear(width, self.hidden_size), nn.ReLU()]
+            width = self.hidden_size
+        out = nn.Linear(width, channels_out)
+        if self.zero_init:
+            nn.init.zeros_(out.weight)
+            nn.init.zeros_(out.bias)
+        layers.append(out)
+        return nn.Sequential(*layers)
+
+
+def build_inn(
+    n_features: int,
+    *,
+    n_blocks: int,
+    hidden_size: int,
+    affine_clamping: float,
+    global_affine_init: float = 1.0,
+    zero_init: bool = True,
+    seed: int = 0,
+) -> Ff.SequenceINN:
+    """Build a FrEIA ``SequenceINN`` of ``AllInOneBlock`` couplings.
+
+    Parameters
+    ----------
+    n_features : int
+        Dimension of the data, at least 2 (a coupling needs two halves).
+    n_blocks : int
+        Number of ``AllInOneBlock`` couplings.
+    hidden_size : int
+        Width of the single hidden layer of every coupling subnet.
+    affine_clamping : float
+        FrEIA's soft clamp of the log-scale: ``clamp * tanh(0.1 * a)``.
+    global_affine_init : float, default=1.0
+        Initial value of each block's global (ActNorm-like) scale.
+    zero_init : bool, default=True
+        Start every coupling as the identity (see :class:`CouplingSubnet`).
+    seed : int, default=0
+        Seed for weight initialisation and the blocks' hard permutations; the
+        caller's global NumPy and torch generators are left unchanged.
+
+    Returns
+    -------
+    inn : FrEIA.framework.SequenceINN
+        ``inn(x)`` returns ``(z, log_jac_det)``; ``inn(z, rev=True)`` inverts.
+    """
+    if n_features < 2:
+        raise ValueError(f"An invertible network needs at least 2 features, got {n_features}.")
+    subnet = CouplingSubnet(hidden_size, zero_init=zero_init)
+    with isolated_rng(seed):
+        inn = Ff.SequenceINN(n_features)
+        for _ in range(n_blocks):
+            inn.append(
+                Fm.AllInOneBlock,
+                subnet_constructor=subnet,
+                affine_clamping=affine_clamping,
+                global_affine_init=global_affine_init,
+                permute_soft=False,
+            )
+    return inn

@@ -1,0 +1,28 @@
+"""Shared fixtures and small training budgets for the test suite."""
+
+import numpy as np
+import pytest
+import torch
+
+from sklearn_flowod import InvertibleOneClassDetector
+
+#: Small networks and few epochs: enough to test behaviour, fast on 2 cores.
+SMALL_BUDGET = {"n_blocks": 2, "hidden_size": 16, "max_epochs": 5, "device": "cpu"}
+
+
+def small_detectors():
+    """One quickly trained instance of every detector of the package."""
+    return [InvertibleOneClassDetector(**SMALL_BUDGET, random_state=0)]
+
+
+@pytest.fixture(autouse=True)
+def _few_threads():
+    torch.set_num_threads(2)
+
+
+@pytest.fixture
+def blobs():
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(300, 4))
+    X_out = rng.normal(loc=6.0, size=(30, 4))
+    return X, X_out
