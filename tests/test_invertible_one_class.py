@@ -1,0 +1,109 @@
+"""The invertible one-class network reproduces the paper's behaviour."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from scipy.stats import kstest
+from sklearn.base import clone
+from sklearn.datasets import make_moons
+
+from sklearn_flowod import InvertibleOneClassDetector
+from sklearn_flowod.detectors.invertible_one_class import cube_distance
+
+from .conftest import SMALL_BUDGET
+
+
+def _two_gaussians(n, seed):
+    rng = np.random.RandomState(seed)
+    centres = np.array([[-2.0, 0.0], [2.0, 0.0]])
+    return centres[rng.randint(2, size=n)] + 0.5 * rng.normal(size=(n, 2))
+
+
+TOYS = {
+    "moons": lambda n, seed: make_moons(n, noise=0.05, random_state=seed)[0],
+    "two_gaussians": _two_gaussians,
+}
+
+
+@pytest.fixture(scope="module", params=sorted(TOYS))
+def toy_fit(request):
+    make = TOYS[request.param]
+    X_train, X_test = make(2000, 0), make(2000, 1)
+    detector = InvertibleOneClassDetector(random_state=0, device="cpu").fit(X_train)
+    return detector, X_train, X_test
+
+
+def test_held_out_inliers_fall_inside_the_cube(toy_fit):
+    detector, _, X_test = toy_fit
+    assert np.mean(detector.predict(X_test) == 1) >= 0.90
+
+
+def test_points_five_standard_deviations_away_fall_outside(toy_fit):
+    detector, X_train, _ = toy_fit
+    angles = np.linspace(0, 2 * np.pi, 72, endpoint=False)
+    ring = np.c_[np.cos(angles), np.sin(angles)]
+    far = X_train.mean(axis=0) + 5 * X_train.std(axis=0) * ring
+    assert np.all(detector.predict(far) == -1)
+    assert np.all(detector.anomaly_score(far) > 0)
+
+
+def test_training_codes_are_close_to_uniform_on_the_cube(toy_fit):
+    detector, X_train, _ = toy_fit
+    Z = detector.latent_codes(X_train)
+    for k in range(Z.shape[1]):
+        assert kstest(Z[:, k], "uniform", args=(-1, 2)).statistic < 0.1
+
+
+def test_auto_threshold_is_the_cube_surface(toy_fit):
+    detector, _, X_test = toy_fit
+    Z = detector.latent_codes(X_test)
+    outside = np.abs(Z).max(axis=1) > 1
+    assert detector.offset_ == 0
+    np.testing.assert_array_equal(detector.predict(X_test) == -1, outside)
+
+
+def test_cube_distance_matches_equations_2_to_4():
+    import torch
+
+    z = torch.tensor([[0.5, -0.2], [1.5, 0.0], [-2.0, 3.0], [1.0, 0.0]])
+    # inside: max|z| - 1; outside: sum of excesses
+    expected = torch.tensor([-0.5, 0.5, 3.0, 0.0])
+    torch.testing.assert_close(cube_distance(z), expected)
+
+
+def test_one_feature_is_padded_and_works():
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(500, 1))
+    det = InvertibleOneClassDetector(random_state=0, device="cpu", max_epochs=30).fit(X)
+    assert det.latent_codes(X).shape == (500, 2)
+    assert np.mean(det.predict(rng.normal(size=(500, 1))) == 1) > 0.8
+    assert np.all(det.predict([[8.0], [-8.0]]) == -1)
+
+
+@pytest.mark.parametrize("pull", ["max", "square"])
+def test_every_pull_function_learns_a_boundary(pull, blobs):
+    X, X_out = blobs
+    det = InvertibleOneClassDetector(**{**SMALL_BUDGET, "max_epochs": 30}, pull=pull,
+                                     random_state=0).fit(X)
+    assert np.mean(det.predict(X_out) == -1) > 0.9
+    assert np.mean(det.predict(X) == 1) > 0.5
+
+
+@pytest.fixture(scope="module")
+def small_fit():
+    X = np.random.RandomState(0).normal(size=(300, 3))
+    return InvertibleOneClassDetector(**SMALL_BUDGET, random_state=0).fit(X)
+
+
+@settings(max_examples=50, deadline=None)
+@given(arrays(np.float64, (5, 3), elements=st.floats(-1e6, 1e6)))
+def test_scores_are_finite_for_large_finite_inputs(small_fit, X):
+    assert np.all(np.isfinite(small_fit.score_samples(X)))
+    assert np.all(np.isin(small_fit.predict(X), [-1, 1]))
+
+
+def test_clone_keeps_every_parameter():
+    det = InvertibleOneClassDetector(n_blocks=3, pull="square", n_latent_samples=2)
+    assert clone(det).get_params() == det.get_params()
