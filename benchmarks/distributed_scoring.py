@@ -13,8 +13,9 @@ benchmark can add them to its own table.
 Protocol: one small detector is fitted in-process. The rows are generated on
 the cluster (float32, standard normal) and held in the workers' memory; the
 in-process setting scores the same rows, gathered into one NumPy array. Each
-repeat times, in alternation, ``detector.<method>(X)`` in the driver (torch
-with its default threads) and ``score_partitions(detector, X).compute()``
+repeat times, in turn, ``detector.<method>(X)`` in the driver (torch with
+its default threads, then with one thread, the per-core baseline) and
+``score_partitions(detector, X).compute()``
 on a ``LocalCluster`` bound to 127.0.0.1 (scores gathered back into the
 driver, detector shipped with the graph). The median over repeats is
 reported; both results are checked equal.
@@ -87,7 +88,8 @@ def measure(config: ScoringConfig | None = None, *, log=print) -> pd.DataFrame:
     Returns
     -------
     results : pandas.DataFrame
-        One row per setting (``"in-process"``, ``"dask LocalCluster"``) with
+        One row per setting (``"in-process"`` with torch's default threads,
+        ``"in-process, 1 torch thread"``, ``"dask LocalCluster"``) with
         ``rows``, ``features``, ``workers``, ``threads_per_worker``,
         ``torch_threads_per_task``, ``median_s``, ``min_s``, ``rows_per_s``
         (rows / median_s), ``repeats`` and ``equal_to_in_process``.
@@ -122,19 +124,27 @@ def measure(config: ScoringConfig | None = None, *, log=print) -> pd.DataFrame:
             score_partitions(detector, X[: config.chunk_rows], config.method).compute()
             getattr(detector, config.method)(X_local[: config.chunk_rows])
 
-            local_s, cluster_s = [], []
-            local_result = cluster_result = None
+            default_threads = torch.get_num_threads()
+            local_s, single_s, cluster_s = [], [], []
             for repeat in range(config.repeats):
                 start = time.perf_counter()
                 local_result = getattr(detector, config.method)(X_local)
                 local_s.append(time.perf_counter() - start)
+                torch.set_num_threads(1)
+                try:
+                    start = time.perf_counter()
+                    single_result = getattr(detector, config.method)(X_local)
+                    single_s.append(time.perf_counter() - start)
+                finally:
+                    torch.set_num_threads(default_threads)
                 start = time.perf_counter()
                 cluster_result = score_partitions(detector, X, config.method).compute()
                 cluster_s.append(time.perf_counter() - start)
                 log(
                     f"repeat {repeat + 1}/{config.repeats}: in-process {local_s[-1]:.2f} s, "
-                    f"cluster {cluster_s[-1]:.2f} s"
+                    f"in-process 1 thread {single_s[-1]:.2f} s, cluster {cluster_s[-1]:.2f} s"
                 )
+            equal_single = bool(np.array_equal(local_result, single_result))
             equal = bool(np.array_equal(local_result, cluster_result))
     finally:
         cluster.close()
@@ -146,9 +156,18 @@ def measure(config: ScoringConfig | None = None, *, log=print) -> pd.DataFrame:
             **common,
             "workers": 1,
             "threads_per_worker": 1,
-            "torch_threads_per_task": torch.get_num_threads(),
+            "torch_threads_per_task": default_threads,
             "median_s": statistics.median(local_s),
             "min_s": min(local_s),
+        },
+        {
+            "setting": "in-process, 1 torch thread",
+            **common,
+            "workers": 1,
+            "threads_per_worker": 1,
+            "torch_threads_per_task": 1,
+            "median_s": statistics.median(single_s),
+            "min_s": min(single_s),
         },
         {
             "setting": "dask LocalCluster",
@@ -162,7 +181,7 @@ def measure(config: ScoringConfig | None = None, *, log=print) -> pd.DataFrame:
     ]
     results = pd.DataFrame(rows)
     results["rows_per_s"] = results["rows"] / results["median_s"]
-    results["equal_to_in_process"] = [True, equal]
+    results["equal_to_in_process"] = [True, equal_single, equal]
     return results
 
 
@@ -188,9 +207,10 @@ def markdown(results: pd.DataFrame, config: ScoringConfig, command: str, load: s
         f"- data: {config.rows} x {config.features} float32 standard normal rows in chunks of "
         f"{config.chunk_rows}, held in the workers' memory; the in-process setting scores "
         "the same rows as one NumPy array",
-        f"- timed: `detector.{config.method}(X)` in-process vs "
+        f"- timed: `detector.{config.method}(X)` in-process (torch's default threads, then 1 "
+        "thread) vs "
         f"`score_partitions(detector, X, '{config.method}').compute()` (scores gathered back "
-        "into the driver); median of the repeats, run alternately",
+        "into the driver); median of the repeats, the settings run in turn within each repeat",
         "",
         report.markdown_table(table),
     ]
