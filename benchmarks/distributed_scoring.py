@@ -243,14 +243,14 @@ def main(argv=None) -> pd.DataFrame:
     )
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     results = measure(config)
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    results.to_csv(args.out_dir / f"{args.name}.csv", index=False, float_format="%.6g")
     command = "python -m benchmarks.distributed_scoring " + " ".join(
         sys.argv[1:] if argv is None else argv
     )
-    (args.out_dir / f"{args.name}.md").write_text(
-        markdown(results, config, command.strip(), load)
-    )
+    # The page (and the commit it names) is made before any result file is written.
+    page = markdown(results, config, command.strip(), load)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    results.to_csv(args.out_dir / f"{args.name}.csv", index=False, float_format="%.6g")
+    (args.out_dir / f"{args.name}.md").write_text(page)
     print(results.to_string(index=False))
     return results
 
