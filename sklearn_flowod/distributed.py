@@ -38,7 +38,7 @@ def _import_dask():
     try:
         import dask
         import dask.array
-    except ImportError as exc:  # pragma: no cover - exercised without the extra
+    except ImportError as exc:
         raise ImportError(
             "sklearn_flowod.distributed needs dask; install it with "
             "pip install 'sklearn-flowod[distributed]'."
