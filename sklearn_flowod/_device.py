@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import torch
 
 
@@ -12,7 +14,9 @@ def resolve_device(device: str | torch.device) -> torch.device:
     ----------
     device : {"auto", "cpu", "cuda", "cuda:N"} or torch.device
         ``"auto"`` picks the current CUDA device when one is available and
-        the CPU otherwise.
+        the CPU otherwise. Resolution happens in the process that fits, so
+        under joblib or dask it reflects the worker's hardware, not the
+        driver's; the error names the host for that reason.
 
     Returns
     -------
@@ -36,13 +40,14 @@ def resolve_device(device: str | torch.device) -> torch.device:
         if not torch.cuda.is_available():
             raise ValueError(
                 f"device={device!r} was requested but CUDA is not available on this "
-                "machine; use device='auto' or device='cpu'."
+                f"machine (host {socket.gethostname()!r}, torch {torch.__version__}); "
+                "use device='auto' or device='cpu'."
             )
         index = resolved.index if resolved.index is not None else 0
         if index >= torch.cuda.device_count():
             raise ValueError(
-                f"device={device!r} was requested but this machine has only "
-                f"{torch.cuda.device_count()} CUDA device(s)."
+                f"device={device!r} was requested but this machine (host "
+                f"{socket.gethostname()!r}) has only {torch.cuda.device_count()} CUDA device(s)."
             )
     elif resolved.type != "cpu":
         raise ValueError(

@@ -134,7 +134,10 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
         if self.contamination == "auto":
             self.offset_ = float(self._auto_offset(X))
         else:
-            self.offset_ = float(np.percentile(self.score_samples(X), 100.0 * self.contamination))
+            # X is validated already: scoring it again through score_samples would
+            # warn about feature names whenever fit received a DataFrame.
+            scores = -self._apply_in_batches(X, self._anomaly_score, validate=False)
+            self.offset_ = float(np.percentile(scores, 100.0 * self.contamination))
         return self
 
     def _validate_input(self, X, *, reset: bool) -> np.ndarray:
@@ -207,15 +210,17 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
     # ------------------------------------------------------------------ #
     # Scoring
     # ------------------------------------------------------------------ #
-    def _apply_in_batches(self, X, fn) -> np.ndarray:
+    def _apply_in_batches(self, X, fn, *, validate: bool = True) -> np.ndarray:
         """Evaluate ``fn(module, batch)`` over ``X`` in float64 batches.
 
-        Rows are validated, moved to the device, standardised and evaluated
+        Rows are validated (unless ``validate=False``, for arrays validated
+        already), moved to the device, standardised and evaluated
         ``SCORING_BATCH_SIZE`` at a time under ``torch.inference_mode``, so
         memory beyond the output array does not grow with the number of rows.
         """
-        check_is_fitted(self)
-        X = self._validate_input(X, reset=False)
+        if validate:
+            check_is_fitted(self)
+            X = self._validate_input(X, reset=False)
         out = None
         with torch.inference_mode():
             for start in range(0, X.shape[0], SCORING_BATCH_SIZE):

@@ -2,6 +2,7 @@
 
 import io
 import pickle
+import warnings
 
 import joblib
 import numpy as np
@@ -149,6 +150,15 @@ def test_pandas_input_records_feature_names(detector, blobs):
     np.testing.assert_array_equal(det.feature_names_in_, frame.columns.to_numpy())
     with pytest.raises(ValueError, match="Feature names"):
         det.score_samples(frame.rename(columns={"f0": "other"}))
+
+
+def test_dataframe_fit_with_contamination_does_not_warn(detector, blobs):
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(blobs[0], columns=[f"f{i}" for i in range(4)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        det = clone(detector).set_params(contamination=0.1).fit(frame)
+    assert np.mean(det.predict(frame) == -1) == pytest.approx(0.1, abs=0.01)
 
 
 def test_wildly_scaled_columns_train_without_nan(detector):

@@ -1,0 +1,259 @@
+"""Scoring throughput: ``score_partitions`` on a local dask cluster vs in-process.
+
+Usage (from the project root, with the ``distributed`` extra installed)::
+
+    python -m benchmarks.distributed_scoring                  # 1e7 rows x 8 features
+    python -m benchmarks.distributed_scoring --rows 1000000 --repeats 1   # a quick look
+
+Writes ``benchmarks/results/distributed_scoring.csv`` (one row per setting)
+and ``distributed_scoring.md`` (run metadata, configuration and the table).
+:func:`measure` returns the same rows as a DataFrame, so a wider speed
+benchmark can add them to its own table.
+
+Protocol: one small detector is fitted in-process. The rows are generated on
+the cluster (float32, standard normal) and held in the workers' memory; the
+in-process setting scores the same rows, gathered into one NumPy array. Each
+repeat times, in turn, ``detector.<method>(X)`` in the driver (torch with
+its default threads, then with one thread, the per-core baseline) and
+``score_partitions(detector, X).compute()``
+on a ``LocalCluster`` bound to 127.0.0.1 (scores gathered back into the
+driver, detector shipped with the graph). The median over repeats is
+reported; both results are checked equal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import report
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """What is scored, by which detector, on which cluster."""
+
+    rows: int = 10_000_000
+    features: int = 8
+    chunk_rows: int = 500_000
+    n_workers: int = 2
+    threads_per_worker: int = 1
+    repeats: int = 2
+    method: str = "score_samples"
+    train_rows: int = 20_000
+    n_blocks: int = 2
+    hidden_size: int = 16
+    max_epochs: int = 2
+    seed: int = 0
+
+
+def _fit_detector(config: ScoringConfig):
+    from sklearn_flowod import InvertibleOneClassDetector
+
+    X_train = np.random.default_rng(config.seed).standard_normal(
+        (config.train_rows, config.features)
+    )
+    detector = InvertibleOneClassDetector(
+        n_blocks=config.n_blocks,
+        hidden_size=config.hidden_size,
+        max_epochs=config.max_epochs,
+        device="cpu",
+        random_state=config.seed,
+    )
+    return detector.fit(X_train)
+
+
+def measure(config: ScoringConfig | None = None, *, log=print) -> pd.DataFrame:
+    """Time in-process scoring against ``score_partitions`` on a LocalCluster.
+
+    Parameters
+    ----------
+    config : ScoringConfig, optional
+        Rows, features, chunking, cluster shape, repeats and detector size;
+        the defaults score 1e7 rows of 8 features on 2 workers x 1 thread.
+    log : callable, default=print
+        Receives one line of progress per timing.
+
+    Returns
+    -------
+    results : pandas.DataFrame
+        One row per setting (``"in-process"`` with torch's default threads,
+        ``"in-process, 1 torch thread"``, ``"dask LocalCluster"``) with
+        ``rows``, ``features``, ``workers``, ``threads_per_worker``,
+        ``torch_threads_per_task``, ``median_s``, ``min_s``, ``rows_per_s``
+        (rows / median_s), ``repeats`` and ``equal_to_in_process``.
+    """
+    import dask.array as da
+    from dask.distributed import Client, LocalCluster, wait
+
+    from sklearn_flowod.distributed import score_partitions
+
+    config = config or ScoringConfig()
+    detector = _fit_detector(config)
+    cluster = LocalCluster(
+        n_workers=config.n_workers,
+        threads_per_worker=config.threads_per_worker,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+    )
+    try:
+        with Client(cluster) as client:
+            client.wait_for_workers(config.n_workers, timeout=300)
+            rng = da.random.default_rng(config.seed)
+            X = rng.standard_normal(
+                (config.rows, config.features),
+                chunks=(config.chunk_rows, config.features),
+                dtype=np.float32,
+            ).persist()
+            wait(X)
+            X_local = X.compute()
+            worker_threads = set(client.run(torch.get_num_threads).values())
+            # Warm-up: workers import torch and receive the detector once.
+            score_partitions(detector, X[: config.chunk_rows], config.method).compute()
+            getattr(detector, config.method)(X_local[: config.chunk_rows])
+
+            default_threads = torch.get_num_threads()
+            local_s, single_s, cluster_s = [], [], []
+            for repeat in range(config.repeats):
+                start = time.perf_counter()
+                local_result = getattr(detector, config.method)(X_local)
+                local_s.append(time.perf_counter() - start)
+                torch.set_num_threads(1)
+                try:
+                    start = time.perf_counter()
+                    single_result = getattr(detector, config.method)(X_local)
+                    single_s.append(time.perf_counter() - start)
+                finally:
+                    torch.set_num_threads(default_threads)
+                start = time.perf_counter()
+                cluster_result = score_partitions(detector, X, config.method).compute()
+                cluster_s.append(time.perf_counter() - start)
+                log(
+                    f"repeat {repeat + 1}/{config.repeats}: in-process {local_s[-1]:.2f} s, "
+                    f"in-process 1 thread {single_s[-1]:.2f} s, cluster {cluster_s[-1]:.2f} s"
+                )
+            equal_single = bool(np.array_equal(local_result, single_result))
+            equal = bool(np.array_equal(local_result, cluster_result))
+    finally:
+        cluster.close()
+
+    common = {"rows": config.rows, "features": config.features, "repeats": config.repeats}
+    rows = [
+        {
+            "setting": "in-process",
+            **common,
+            "workers": 1,
+            "threads_per_worker": 1,
+            "torch_threads_per_task": default_threads,
+            "median_s": statistics.median(local_s),
+            "min_s": min(local_s),
+        },
+        {
+            "setting": "in-process, 1 torch thread",
+            **common,
+            "workers": 1,
+            "threads_per_worker": 1,
+            "torch_threads_per_task": 1,
+            "median_s": statistics.median(single_s),
+            "min_s": min(single_s),
+        },
+        {
+            "setting": "dask LocalCluster",
+            **common,
+            "workers": config.n_workers,
+            "threads_per_worker": config.threads_per_worker,
+            "torch_threads_per_task": ",".join(str(t) for t in sorted(worker_threads)),
+            "median_s": statistics.median(cluster_s),
+            "min_s": min(cluster_s),
+        },
+    ]
+    results = pd.DataFrame(rows)
+    results["rows_per_s"] = results["rows"] / results["median_s"]
+    results["equal_to_in_process"] = [True, equal_single, equal]
+    return results
+
+
+def markdown(results: pd.DataFrame, config: ScoringConfig, command: str, load: str) -> str:
+    """The result page: run metadata, configuration and the throughput table."""
+    text = report.header("Scoring throughput: local dask cluster vs in-process", command)
+    cluster_libs = ", ".join(f"{name} {report._version(name)}" for name in ["dask", "distributed"])
+    table = results.set_index("setting")[
+        ["rows", "features", "workers", "threads_per_worker", "torch_threads_per_task",
+         "median_s", "min_s", "rows_per_s", "equal_to_in_process"]
+    ].copy()
+    table["rows_per_s"] = table["rows_per_s"].map(lambda v: f"{v:,.0f}")
+    table["median_s"] = table["median_s"].map(lambda v: f"{v:.2f}")
+    table["min_s"] = table["min_s"].map(lambda v: f"{v:.2f}")
+    options = ", ".join(f"{key}={value}" for key, value in asdict(config).items())
+    lines = [
+        f"- cluster libraries: {cluster_libs}",
+        f"- load average (1, 5, 15 min) before the run: {load}",
+        f"- configuration: {options}",
+        f"- detector: InvertibleOneClassDetector(n_blocks={config.n_blocks}, "
+        f"hidden_size={config.hidden_size}, max_epochs={config.max_epochs}, device='cpu'), "
+        f"fitted on {config.train_rows} standard normal rows",
+        f"- data: {config.rows} x {config.features} float32 standard normal rows in chunks of "
+        f"{config.chunk_rows}, held in the workers' memory; the in-process setting scores "
+        "the same rows as one NumPy array",
+        f"- timed: `detector.{config.method}(X)` in-process (torch's default threads, then 1 "
+        "thread) vs "
+        f"`score_partitions(detector, X, '{config.method}').compute()` (scores gathered back "
+        "into the driver); median of the repeats, the settings run in turn within each repeat",
+        "",
+        report.markdown_table(table),
+    ]
+    return text + "\n".join(lines)
+
+
+def main(argv=None) -> pd.DataFrame:
+    defaults = ScoringConfig()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=defaults.rows)
+    parser.add_argument("--features", type=int, default=defaults.features)
+    parser.add_argument("--chunk-rows", type=int, default=defaults.chunk_rows)
+    parser.add_argument("--workers", type=int, default=defaults.n_workers)
+    parser.add_argument("--threads-per-worker", type=int, default=defaults.threads_per_worker)
+    parser.add_argument("--repeats", type=int, default=defaults.repeats)
+    parser.add_argument("--method", default=defaults.method,
+                        choices=["score_samples", "decision_function", "predict",
+                                 "anomaly_score"])
+    parser.add_argument("--name", default="distributed_scoring", help="stem of the result files")
+    parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
+    args = parser.parse_args(argv)
+    config = ScoringConfig(
+        rows=args.rows,
+        features=args.features,
+        chunk_rows=args.chunk_rows,
+        n_workers=args.workers,
+        threads_per_worker=args.threads_per_worker,
+        repeats=args.repeats,
+        method=args.method,
+    )
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    results = measure(config)
+    command = "python -m benchmarks.distributed_scoring " + " ".join(
+        sys.argv[1:] if argv is None else argv
+    )
+    # The page (and the commit it names) is made before any result file is written.
+    page = markdown(results, config, command.strip(), load)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    results.to_csv(args.out_dir / f"{args.name}.csv", index=False, float_format="%.6g")
+    (args.out_dir / f"{args.name}.md").write_text(page)
+    print(results.to_string(index=False))
+    return results
+
+
+if __name__ == "__main__":  # worker processes re-import this module
+    main()
