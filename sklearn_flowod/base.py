@@ -40,7 +40,7 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
     """
 
     _parameter_constraints: dict = {
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
@@ -85,6 +85,22 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
         """Extra keyword arguments of :func:`~sklearn_flowod.training.train_module`."""
         return {}
 
+    def _after_training(self, module, X_train: torch.Tensor, X_val: torch.Tensor | None) -> None:
+        """Fit state that depends on the trained network (float32 inputs, on device)."""
+
+    #: Optimiser steps that ``max_epochs="auto"`` aims for.
+    _auto_training_steps = 1200
+
+    #: The network sees standardised data divided by this number.
+    _input_divisor = 1.0
+
+    def _resolve_max_epochs(self, n_train: int) -> int:
+        """``max_epochs``, with ``"auto"`` turned into about ``_auto_training_steps`` steps."""
+        if self.max_epochs != "auto":
+            return self.max_epochs
+        steps_per_epoch = -(-n_train // self.batch_size)
+        return max(1, -(-self._auto_training_steps // steps_per_epoch))
+
     # ------------------------------------------------------------------ #
     # Fitting
     # ------------------------------------------------------------------ #
@@ -114,12 +130,15 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
         generator = torch.Generator(device=self.device_)
         generator.manual_seed(seed)
         X_train, X_val = self._split_validation(X, seed)
+        X_train = self._to_model_input(X_train, torch.float32, generator)
+        if X_val is not None:
+            X_val = self._to_model_input(X_val, torch.float32, generator)
         history = train_module(
             module,
             self._loss,
-            self._to_model_input(X_train, torch.float32, generator),
-            None if X_val is None else self._to_model_input(X_val, torch.float32, generator),
-            max_epochs=self.max_epochs,
+            X_train,
+            X_val,
+            max_epochs=self._resolve_max_epochs(X_train.shape[0]),
             batch_size=self.batch_size,
             learning_rate=self.learning_rate,
             weight_decay=self.weight_decay,
@@ -129,6 +148,7 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
             verbose=self.verbose,
             **self._training_options(),
         )
+        self._after_training(module, X_train, X_val)
         self.module_ = module.to(torch.float64).eval()
         self._store_history(history)
         if self.contamination == "auto":
@@ -165,20 +185,17 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
         return max(n_features, 2)
 
     def _split_validation(self, X: np.ndarray, seed: int):
+        """Hold out ``validation_fraction`` of the rows (at least one row on each side)."""
         if self.validation_fraction is None:
             return X, None
-        n_val = int(round(self.validation_fraction * X.shape[0]))
-        if n_val < 1 or n_val >= X.shape[0]:
-            raise ValueError(
-                f"validation_fraction={self.validation_fraction} leaves no validation or "
-                f"no training samples out of {X.shape[0]}; use a larger data set or set "
-                "validation_fraction=None."
-            )
+        n_val = min(max(1, int(round(self.validation_fraction * X.shape[0]))), X.shape[0] - 1)
         order = np.random.RandomState(seed).permutation(X.shape[0])
         return X[order[n_val:]], X[order[:n_val]]
 
     def _to_model_input(self, X, dtype, generator=None) -> torch.Tensor:
         """Standardise rows of ``X`` on the device and pad 1-D data.
+
+        The network sees ``(X - mean_) / (scale_ * _input_divisor)``.
 
         A single feature is completed with a second, independent column: for
         training, standard normal noise drawn from ``generator`` (the network
@@ -190,13 +207,14 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
             X = np.array(X)  # torch cannot wrap read-only memory (one batch at most)
         x = torch.as_tensor(X, device=self.device_).to(dtype)
         mean = torch.as_tensor(self.mean_, dtype=dtype, device=self.device_)
-        scale = torch.as_tensor(self.scale_, dtype=dtype, device=self.device_)
+        scale = torch.as_tensor(self.scale_ * self._input_divisor, dtype=dtype, device=self.device_)
         x = (x - mean) / scale
         if x.shape[1] == 1:
             if generator is None:
                 pad = torch.zeros_like(x)
             else:
                 pad = torch.randn(x.shape, generator=generator, device=self.device_, dtype=dtype)
+                pad /= self._input_divisor
             x = torch.cat([x, pad], dim=1)
         return x
 

@@ -97,6 +97,7 @@ def train_module(
     n_iter_no_change: int | None = 10,
     tol: float = 1e-4,
     max_grad_norm: float | None = None,
+    noise_std: float = 0.0,
     generator: torch.Generator,
     validation_loss_fn: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
     verbose: int = 0,
@@ -117,7 +118,8 @@ def train_module(
         Validation data. When given, the validation loss is recorded after
         every epoch, the best epoch's weights are restored at the end, and
         training stops once it has not improved by ``tol`` for
-        ``n_iter_no_change`` epochs.
+        ``n_iter_no_change`` epochs (early stopping; off when
+        ``n_iter_no_change`` is None, and then the last weights are kept).
     max_epochs, batch_size, learning_rate, weight_decay : see the detectors.
     lr_schedule : {"constant", "cosine"}, default="constant"
         ``"cosine"`` anneals the learning rate per step to zero at
@@ -128,6 +130,9 @@ def train_module(
         Minimum decrease of the validation loss that counts as improvement.
     max_grad_norm : float or None, default=None
         Clip the global gradient norm to this value.
+    noise_std : float, default=0.0
+        Standard deviation of Gaussian noise added to every training batch
+        (dequantisation: it gives discrete or constant columns a density).
     generator : torch.Generator
         Seeded generator on the training device (shuffling and the loss).
     validation_loss_fn : callable or None, default=None
@@ -177,6 +182,11 @@ def train_module(
                 for group in optimizer.param_groups:
                     group["lr"] = lr
             batch = X_train[order[start : start + batch_size]]
+            if noise_std > 0:
+                noise = torch.randn(
+                    batch.shape, generator=generator, device=device, dtype=batch.dtype
+                )
+                batch = batch + noise_std * noise
             loss = loss_fn(module, batch, generator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -198,7 +208,9 @@ def train_module(
                 val_loss = float(validation_loss_fn(module, X_val))
             history.validation_loss_curve.append(val_loss)
             message += f", validation loss {val_loss:.5g}"
-            if val_loss < best_loss - tol or best_weights is None:
+            if n_iter_no_change is None:
+                pass  # no early stopping: the last weights are kept
+            elif val_loss < best_loss - tol or best_weights is None:
                 best_loss, patience, history.best_epoch = val_loss, 0, epoch
                 best_weights = {k: v.detach().clone() for k, v in module.state_dict().items()}
             else:

@@ -188,7 +188,18 @@ def test_fitted_attributes(detector, blobs):
     assert det.n_epochs_ == det.max_epochs == len(det.loss_curve_)
     assert det.best_epoch_ == det.n_epochs_
     assert det.device_ == torch.device("cpu")
-    assert not hasattr(det, "validation_loss_curve_")
+    if det.validation_fraction is None:
+        assert not hasattr(det, "validation_loss_curve_")
+    else:
+        assert len(det.validation_loss_curve_) == det.n_epochs_
+
+
+def test_max_epochs_auto_aims_at_a_number_of_steps(detector, blobs, monkeypatch):
+    monkeypatch.setattr(type(detector), "_auto_training_steps", 12)
+    det = clone(detector).set_params(max_epochs="auto", batch_size=100, validation_fraction=None)
+    det.fit(blobs[0])
+    # 300 rows in batches of 100 make 3 steps per epoch: 4 epochs give 12 steps
+    assert det.n_epochs_ == 4
 
 
 def test_verbose_reports_progress(detector, blobs, capsys, caplog):

@@ -64,8 +64,3 @@ def test_bad_parameters(detector, params, match):
 def test_cuda_request_without_cuda_is_a_clear_error(detector):
     with pytest.raises(ValueError, match="CUDA is not available"):
         clone(detector).set_params(device="cuda").fit(X_GOOD)
-
-
-def test_too_small_validation_split(detector):
-    with pytest.raises(ValueError, match="validation_fraction"):
-        clone(detector).set_params(validation_fraction=0.01).fit(X_GOOD[:10])

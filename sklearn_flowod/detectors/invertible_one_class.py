@@ -60,7 +60,8 @@ class InvertibleOneClassDetector(BaseDeepDetector):
         Number of ``AllInOneBlock`` couplings (the paper's A.5 uses 12).
     hidden_size : int, default=128
         Width of the single hidden layer of every coupling subnet (A.5: 128,
-        ReLU).
+        ReLU). The last layer of every subnet starts at zero, so each coupling
+        starts as the identity.
     affine_clamping : float, default=2.0
         FrEIA's soft clamp of each coupling's log-scale (in FrEIA 0.2 the
         log-scale is ``affine_clamping * tanh(0.1 * a)``).
@@ -70,25 +71,47 @@ class InvertibleOneClassDetector(BaseDeepDetector):
         The convex pull function f of eq. (1): ``"max"`` is the paper's
         ``max_k |z_k|``; ``"square"`` is the mean of ``z_k**2``, which sends a
         gradient through every coordinate.
-    n_latent_samples : int, default=1
+    n_latent_samples : int, default=2
         Uniform latent samples drawn per data row in every step for the push
-        term.
+        term; more samples make the push less noisy.
+    latent_bound : float in (0, 1], default=0.9
+        The push samples are drawn from ``U[-latent_bound, latent_bound]^D``,
+        so training fills a slightly smaller cube and the unit cube's surface
+        keeps a margin around the training data.
+    calibration_quantile : float in (0, 1) or None, default=0.95
+        After training, the latent space is rescaled by one global factor so
+        that this fraction of the validation rows (the training rows if
+        ``validation_fraction`` is None) lies inside the unit cube. The map
+        stays invertible and the cube stays the boundary; only its size in
+        the data space is adjusted to held-out data. ``None`` keeps the
+        trained map as it is.
+    noise_std : float, default=0.05
+        Standard deviation of Gaussian noise added to every standardised
+        training batch (dequantisation): discrete and constant columns get a
+        density the network can spread over the cube.
+    max_grad_norm : float or None, default=1.0
+        Clip the gradient norm of every step; this prevents the rare blow-ups
+        in which the push term throws every point out of the cube.
     lr_schedule : {"constant", "cosine"}, default="cosine"
         Learning-rate schedule; ``"cosine"`` anneals the step to zero at
-        ``max_epochs``, which lets the transport settle.
-    max_epochs : int, default=100
-        Maximum number of passes over the training data.
+        the last epoch, which lets the transport settle.
+    max_epochs : int or "auto", default="auto"
+        Number of passes over the training data; ``"auto"`` chooses enough
+        epochs for about 1,200 optimiser steps.
     batch_size : int, default=256
         Rows per training step.
     learning_rate : float, default=1e-3
         Adam's step size.
     weight_decay : float, default=0.0
         Adam's L2 penalty.
-    validation_fraction : float or None, default=None
-        Fraction of the training data held out to choose the best epoch and
-        stop early. ``None`` trains on all rows for ``max_epochs``.
-    n_iter_no_change : int or None, default=10
-        Epochs without improvement of the validation loss before stopping.
+    validation_fraction : float or None, default=0.15
+        Fraction of the training data held out for the latent calibration
+        (see ``calibration_quantile``), the validation loss curve and, with
+        ``n_iter_no_change``, early stopping. ``None`` trains on all rows.
+    n_iter_no_change : int or None, default=None
+        Epochs without improvement of the validation loss before stopping
+        and restoring the best weights; ``None`` trains every epoch (the
+        pull/push loss is too noisy a signal to stop on by default).
     tol : float, default=1e-4
         Minimum improvement of the validation loss.
     standardize : bool, default=True
@@ -113,6 +136,9 @@ class InvertibleOneClassDetector(BaseDeepDetector):
         The trained invertible network (float64, in evaluation mode).
     offset_ : float
         Threshold subtracted from ``score_samples`` in ``decision_function``.
+    latent_scale_ : float
+        Global factor the network's output is divided by (1.0 without
+        calibration).
     mean_, scale_ : ndarray of shape (n_features_in_,)
         Standardisation applied before the network.
     loss_curve_ : list of float
@@ -159,6 +185,10 @@ class InvertibleOneClassDetector(BaseDeepDetector):
         "global_affine_init": [Interval(Real, 0, None, closed="neither")],
         "pull": [StrOptions(set(PULL_FUNCTIONS))],
         "n_latent_samples": [Interval(Integral, 1, None, closed="left")],
+        "latent_bound": [Interval(Real, 0, 1, closed="right")],
+        "calibration_quantile": [Interval(Real, 0, 1, closed="neither"), None],
+        "noise_std": [Interval(Real, 0, None, closed="left")],
+        "max_grad_norm": [Interval(Real, 0, None, closed="neither"), None],
         "lr_schedule": [StrOptions({"constant", "cosine"})],
     }
 
@@ -170,14 +200,18 @@ class InvertibleOneClassDetector(BaseDeepDetector):
         affine_clamping=2.0,
         global_affine_init=1.0,
         pull="max",
-        n_latent_samples=1,
+        n_latent_samples=2,
+        latent_bound=0.9,
+        calibration_quantile=0.95,
+        noise_std=0.05,
+        max_grad_norm=1.0,
         lr_schedule="cosine",
-        max_epochs=100,
+        max_epochs="auto",
         batch_size=256,
         learning_rate=1e-3,
         weight_decay=0.0,
-        validation_fraction=None,
-        n_iter_no_change=10,
+        validation_fraction=0.15,
+        n_iter_no_change=None,
         tol=1e-4,
         standardize=True,
         contamination="auto",
@@ -191,6 +225,10 @@ class InvertibleOneClassDetector(BaseDeepDetector):
         self.global_affine_init = global_affine_init
         self.pull = pull
         self.n_latent_samples = n_latent_samples
+        self.latent_bound = latent_bound
+        self.calibration_quantile = calibration_quantile
+        self.noise_std = noise_std
+        self.max_grad_norm = max_grad_norm
         self.lr_schedule = lr_schedule
         self.max_epochs = max_epochs
         self.batch_size = batch_size
@@ -217,8 +255,15 @@ class InvertibleOneClassDetector(BaseDeepDetector):
     def _build_module(self, config: dict, seed: int) -> torch.nn.Module:
         return build_inn(**config, seed=seed)
 
+    #: Standardised data are divided by 3 before the network (see the class notes).
+    _input_divisor = 3.0
+
     def _training_options(self) -> dict:
-        return {"lr_schedule": self.lr_schedule}
+        return {
+            "lr_schedule": self.lr_schedule,
+            "max_grad_norm": self.max_grad_norm,
+            "noise_std": self.noise_std / self._input_divisor,
+        }
 
     def _loss(self, module, batch, generator):
         """Eq. (1): pull the data's codes in, push the cube's pre-images out."""
@@ -227,15 +272,27 @@ class InvertibleOneClassDetector(BaseDeepDetector):
         n_latent = batch.shape[0] * self.n_latent_samples
         z_cube = torch.rand(
             (n_latent, batch.shape[1]), generator=generator, device=batch.device, dtype=batch.dtype
-        ).mul_(2.0).sub_(1.0)
+        ).mul_(2.0 * self.latent_bound).sub_(self.latent_bound)
         with torch.no_grad():
             x_cube, _ = module(z_cube, rev=True, jac=False)
         z_back, _ = module(x_cube, jac=False)
         return f(z_data).mean() - f(z_back).mean()
 
+    def _after_training(self, module, X_train, X_val) -> None:
+        """Rescale the latent space so that held-out rows fill the cube as asked."""
+        self.latent_scale_ = 1.0
+        if self.calibration_quantile is None:
+            return
+        rows = X_train if X_val is None else X_val
+        with torch.inference_mode():
+            radius = module(rows, jac=False)[0].abs().amax(dim=1)
+        self.latent_scale_ = float(np.quantile(radius.cpu().numpy(), self.calibration_quantile))
+
+    def _latent(self, module, batch):
+        return module(batch, jac=False)[0] / self.latent_scale_
+
     def _anomaly_score(self, module, batch):
-        z, _ = module(batch, jac=False)
-        return cube_distance(z)
+        return cube_distance(self._latent(module, batch))
 
     def _auto_offset(self, X: np.ndarray) -> float:
         return 0.0
@@ -254,4 +311,4 @@ class InvertibleOneClassDetector(BaseDeepDetector):
             Latent codes; a code lies inside the cube exactly when the sample
             is predicted an inlier under ``contamination="auto"``.
         """
-        return self._apply_in_batches(X, lambda module, batch: module(batch, jac=False)[0])
+        return self._apply_in_batches(X, self._latent)
