@@ -85,6 +85,23 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
         """Extra keyword arguments of :func:`~sklearn_flowod.training.train_module`."""
         return {}
 
+    def _before_training(
+        self, module, X_train: torch.Tensor, generator: torch.Generator
+    ) -> None:
+        """Prepare ``module`` before the main training loop (default: nothing).
+
+        ``X_train`` is the standardised training data on the device and
+        ``generator`` the fit's seeded generator. Used e.g. for pretraining
+        or to fix a centre from the initial network's outputs.
+        """
+
+    def _after_training(self, module, X_train: torch.Tensor) -> None:
+        """Finish ``module`` after the main training loop (default: nothing).
+
+        Called with the final (float32) weights, before the module is moved
+        to float64 for scoring.
+        """
+
     # ------------------------------------------------------------------ #
     # Fitting
     # ------------------------------------------------------------------ #
@@ -114,11 +131,15 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
         generator = torch.Generator(device=self.device_)
         generator.manual_seed(seed)
         X_train, X_val = self._split_validation(X, seed)
+        X_train = self._to_model_input(X_train, torch.float32, generator)
+        if X_val is not None:
+            X_val = self._to_model_input(X_val, torch.float32, generator)
+        self._before_training(module, X_train, generator)
         history = train_module(
             module,
             self._loss,
-            self._to_model_input(X_train, torch.float32, generator),
-            None if X_val is None else self._to_model_input(X_val, torch.float32, generator),
+            X_train,
+            X_val,
             max_epochs=self.max_epochs,
             batch_size=self.batch_size,
             learning_rate=self.learning_rate,
@@ -129,6 +150,7 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
             verbose=self.verbose,
             **self._training_options(),
         )
+        self._after_training(module, X_train)
         self.module_ = module.to(torch.float64).eval()
         self._store_history(history)
         if self.contamination == "auto":
