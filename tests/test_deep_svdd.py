@@ -9,6 +9,7 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from sklearn_flowod import DeepSVDDDetector
+from sklearn_flowod._random import derive_seed
 from sklearn_flowod.networks import build_bias_free_mlp, rowwise_forward
 
 SMALL = {"hidden_sizes": (32,), "representation_size": 8, "device": "cpu"}
@@ -132,9 +133,12 @@ def test_center_coordinates_are_kept_away_from_zero():
     np.testing.assert_array_equal(det.center_, det.module_.center.numpy())
 
 
-def test_center_is_the_mean_of_the_initial_outputs():
+@pytest.mark.parametrize("pretrain_epochs", [0, 3])
+def test_center_is_the_mean_of_the_outputs_before_training(pretrain_epochs):
     X_train, _, _ = _ring_problem(n_train=200)
-    det = DeepSVDDDetector(max_epochs=1, center_eps=0.0, random_state=0, **SMALL)
+    det = DeepSVDDDetector(max_epochs=1, center_eps=0.0, pretrain_epochs=pretrain_epochs,
+                           random_state=0, **SMALL)
+    initial = det._build_module(det._module_config(4), seed=derive_seed(0))
     captured = {}
     original = det._initial_center
 
@@ -142,12 +146,17 @@ def test_center_is_the_mean_of_the_initial_outputs():
         center = original(module, X)
         with torch.no_grad():
             captured["mean"] = module(X).mean(dim=0)
+            captured["weight"] = module.encoder[0].weight.clone()
         return center
 
     det._initial_center = spy
     det.fit(X_train)
     torch.testing.assert_close(torch.as_tensor(det.center_, dtype=torch.float32),
                                captured["mean"])
+    # with pretraining, c comes from the pretrained encoder (its weights moved)
+    moved = not torch.equal(captured["weight"], initial.encoder[0].weight)
+    assert moved == (pretrain_epochs > 0)
+    assert len(det.pretrain_loss_curve_) == pretrain_epochs
 
 
 def test_pretraining_trains_the_encoder_before_the_centre():

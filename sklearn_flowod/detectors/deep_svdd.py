@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from numbers import Integral, Real
 
 import numpy as np
@@ -43,13 +44,9 @@ class SVDDNetwork(nn.Module):
         return (z - self.center).square().sum(dim=1)
 
 
-def _in_chunks(fn, X: torch.Tensor) -> torch.Tensor:
-    """``fn`` over the rows of ``X`` without gradient, in bounded chunks."""
-    with torch.no_grad():
-        return torch.cat(
-            [fn(X[start : start + SCORING_BATCH_SIZE])
-             for start in range(0, X.shape[0], SCORING_BATCH_SIZE)]
-        )
+def _chunks(X: torch.Tensor):
+    return (X[start : start + SCORING_BATCH_SIZE]
+            for start in range(0, X.shape[0], SCORING_BATCH_SIZE))
 
 
 class DeepSVDDDetector(BaseDeepDetector):
@@ -323,16 +320,23 @@ class DeepSVDDDetector(BaseDeepDetector):
     def _initial_center(self, module, X_train) -> torch.Tensor:
         """Mean output, with coordinates near 0 pushed to +-center_eps."""
         module.eval()
-        outputs = _in_chunks(module, X_train)
-        center = outputs.to(torch.float64).mean(dim=0).to(outputs.dtype)
+        with torch.no_grad():
+            total = sum(module(chunk).to(torch.float64).sum(dim=0) for chunk in _chunks(X_train))
+        center = (total / X_train.shape[0]).to(X_train.dtype)
         sign = torch.where(center < 0, -1.0, 1.0).to(center.dtype)
         return torch.where(center.abs() < self.center_eps, sign * self.center_eps, center)
 
     def _set_radius(self, module, X_train) -> None:
-        """R = sqrt of the (1 - nu) quantile of the training distances."""
+        """R^2 = the (1 - nu) quantile of the training distances.
+
+        The ``ceil((1 - nu) n)``-th smallest squared distance: at most a
+        fraction ``nu`` of the training points lies strictly outside.
+        """
         module.eval()
-        dist = _in_chunks(module.squared_distance, X_train).to(torch.float64)
-        module.radius.fill_(float(torch.quantile(dist, 1.0 - self.nu)) ** 0.5)
+        with torch.no_grad():
+            dist = torch.cat([module.squared_distance(chunk) for chunk in _chunks(X_train)])
+        k = max(1, math.ceil((1.0 - self.nu) * dist.shape[0] - 1e-9))
+        module.radius.fill_(float(dist.kthvalue(k).values) ** 0.5)
 
     def _training_options(self) -> dict:
         if self.objective != "soft-boundary":
