@@ -91,18 +91,21 @@ def pyod_peers() -> dict[str, Entry]:
 
 def _deep_svdd(cls, seed):
     # PyOD's DeepSVDD needs the feature count up front; it is set in fit by a
-    # small adapter so that every entry is made the same way.
-    return _LazyFeatures(cls, seed)
+    # small adapter so that every entry is made the same way. 100 epochs (its
+    # default) is the same budget as the package's DeepSVDDDetector.
+    return _LazyFeatures(cls, seed, epochs=100)
 
 
 class _LazyFeatures:
     """Build a PyOD estimator that needs ``n_features`` at fit time."""
 
-    def __init__(self, cls, seed):
-        self.cls, self.seed, self.model = cls, seed, None
+    def __init__(self, cls, seed, **kwargs):
+        self.cls, self.seed, self.kwargs, self.model = cls, seed, kwargs, None
 
     def fit(self, X):
-        self.model = self.cls(n_features=X.shape[1], random_state=self.seed, verbose=0)
+        self.model = self.cls(
+            n_features=X.shape[1], random_state=self.seed, verbose=0, **self.kwargs
+        )
         self.model.fit(X)
         return self
 

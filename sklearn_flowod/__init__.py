@@ -1,7 +1,8 @@
 """Deep anomaly detectors with a scikit-learn interface."""
 
+from .detectors.deep_svdd import DeepSVDDDetector
 from .detectors.invertible_one_class import InvertibleOneClassDetector
 
 __version__ = "0.1.0"
 
-__all__ = ["InvertibleOneClassDetector", "__version__"]
+__all__ = ["DeepSVDDDetector", "InvertibleOneClassDetector", "__version__"]

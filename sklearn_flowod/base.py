@@ -85,8 +85,23 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
         """Extra keyword arguments of :func:`~sklearn_flowod.training.train_module`."""
         return {}
 
+    def _before_training(
+        self, module, X_train: torch.Tensor, generator: torch.Generator
+    ) -> None:
+        """Prepare ``module`` before the main training loop (default: nothing).
+
+        ``X_train`` is the standardised training data on the device and
+        ``generator`` the fit's seeded generator. Used e.g. for pretraining
+        or to fix a centre from the initial network's outputs.
+        """
+
     def _after_training(self, module, X_train: torch.Tensor, X_val: torch.Tensor | None) -> None:
-        """Fit state that depends on the trained network (float32 inputs, on device)."""
+        """Finish ``module`` after the main training loop (default: nothing).
+
+        Called with the final (float32) weights, before the module is moved
+        to float64 for scoring; ``X_val`` is the validation split or None.
+        Used e.g. for fitted state that depends on the trained network.
+        """
 
     #: Optimiser steps that ``max_epochs="auto"`` aims for.
     _auto_training_steps = 1200
@@ -133,6 +148,7 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
         X_train = self._to_model_input(X_train, torch.float32, generator)
         if X_val is not None:
             X_val = self._to_model_input(X_val, torch.float32, generator)
+        self._before_training(module, X_train, generator)
         history = train_module(
             module,
             self._loss,

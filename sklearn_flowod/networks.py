@@ -1,9 +1,11 @@
-"""Network builders: the FrEIA invertible network and its coupling subnets."""
+"""Network builders: the FrEIA invertible network and its coupling subnets,
+bias-free MLPs."""
 
 from __future__ import annotations
 
 import FrEIA.framework as Ff
 import FrEIA.modules as Fm
+import torch
 from torch import nn
 
 from ._random import isolated_rng
@@ -96,3 +98,71 @@ def build_inn(
                 permute_soft=False,
             )
     return inn
+
+
+def build_bias_free_mlp(
+    n_inputs: int,
+    hidden_sizes,
+    n_outputs: int,
+    *,
+    negative_slope: float = 0.01,
+    seed: int = 0,
+) -> nn.Sequential:
+    """Build an MLP without any bias term and with unbounded activations.
+
+    Every layer is ``nn.Linear(..., bias=False)``; hidden layers are followed
+    by a leaky ReLU, the output layer is linear. Such a network maps 0 to 0
+    and cannot output a constant other than 0 for all inputs unless its
+    weights vanish, which is what Deep SVDD needs to avoid a collapsed
+    representation (Ruff et al., 2018, section 3.3).
+
+    Parameters
+    ----------
+    n_inputs : int
+        Input dimension.
+    hidden_sizes : sequence of int
+        Widths of the hidden layers (may be empty: one linear map).
+    n_outputs : int
+        Output dimension.
+    negative_slope : float, default=0.01
+        Slope of the leaky ReLU for negative inputs.
+    seed : int, default=0
+        Seed of the weight initialisation; the caller's global generators
+        are left unchanged.
+
+    Returns
+    -------
+    mlp : torch.nn.Sequential
+    """
+    widths = [n_inputs, *hidden_sizes, n_outputs]
+    layers: list[nn.Module] = []
+    with isolated_rng(seed):
+        for i, (width_in, width_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+            layers.append(nn.Linear(width_in, width_out, bias=False))
+            if i < len(widths) - 2:
+                layers.append(nn.LeakyReLU(negative_slope))
+    return nn.Sequential(*layers)
+
+
+def rowwise_forward(mlp: nn.Sequential, x, max_elements: int = 2**22):
+    """Evaluate a bias-free MLP so that every row's result is bitwise
+    independent of the other rows in the batch.
+
+    Matrix products on the CPU change their summation order with the number
+    of rows (a single row takes a different kernel than many), which makes
+    float64 scores depend on how the rows were batched in the last bits.
+    Here each linear layer is an elementwise product summed over its inputs,
+    in chunks of at most ``max_elements`` products; the same rows give the
+    same results however they are batched.
+    """
+    for layer in mlp:
+        if isinstance(layer, nn.Linear):
+            weight = layer.weight
+            rows = max(1, max_elements // weight.numel())
+            x = torch.cat(
+                [(x[start : start + rows].unsqueeze(1) * weight).sum(dim=-1)
+                 for start in range(0, x.shape[0], rows)]
+            )
+        else:
+            x = layer(x)
+    return x

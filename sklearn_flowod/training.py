@@ -100,6 +100,7 @@ def train_module(
     noise_std: float = 0.0,
     generator: torch.Generator,
     validation_loss_fn: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
+    epoch_callback: Callable[[nn.Module, int], None] | None = None,
     verbose: int = 0,
 ) -> TrainingHistory:
     """Train ``module`` in place by minimising ``loss_fn`` over mini-batches.
@@ -139,6 +140,11 @@ def train_module(
         ``validation_loss_fn(module, X_val)``; defaults to ``loss_fn`` with a
         generator re-seeded identically at every epoch, so that the curve is
         comparable across epochs.
+    epoch_callback : callable or None, default=None
+        ``epoch_callback(module, epoch)`` is called after every completed
+        epoch (``epoch`` is 1-based), before the validation loss is computed,
+        e.g. to update state that the loss depends on (kept in buffers of
+        ``module`` so that early stopping restores it with the weights).
     verbose : int, default=0
         0 is silent; 1 shows a progress bar (tqdm) or logs one line per epoch.
 
@@ -199,6 +205,8 @@ def train_module(
             learning_rate = _recover(module, optimizer, snapshot, history, epoch, learning_rate)
             continue
         epoch += 1
+        if epoch_callback is not None:
+            epoch_callback(module, epoch)
         history.loss_curve.append(epoch_loss)
         history.n_epochs = epoch
         message = f"epoch {epoch}/{max_epochs}: loss {epoch_loss:.5g}"

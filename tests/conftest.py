@@ -4,15 +4,21 @@ import numpy as np
 import pytest
 import torch
 
-from sklearn_flowod import InvertibleOneClassDetector
+from sklearn_flowod import DeepSVDDDetector, InvertibleOneClassDetector
 
 #: Small networks and few epochs: enough to test behaviour, fast on 2 cores.
 SMALL_BUDGET = {"n_blocks": 2, "hidden_size": 16, "max_epochs": 5, "device": "cpu"}
+SMALL_SVDD = {"hidden_sizes": (16,), "representation_size": 8, "max_epochs": 5, "device": "cpu"}
 
 
 def small_detectors():
     """One quickly trained instance of every detector of the package."""
-    return [InvertibleOneClassDetector(**SMALL_BUDGET, random_state=0)]
+    return [
+        InvertibleOneClassDetector(**SMALL_BUDGET, random_state=0),
+        DeepSVDDDetector(**SMALL_SVDD, random_state=0),
+        DeepSVDDDetector(**SMALL_SVDD, objective="soft-boundary", warm_up_epochs=2,
+                         pretrain_epochs=2, random_state=0),
+    ]
 
 
 @pytest.fixture(autouse=True)

@@ -113,3 +113,21 @@ def test_persistent_divergence_raises_a_clear_error():
             module, always_nan, rows, max_epochs=5, batch_size=16, learning_rate=0.05,
             generator=_generator(),
         )
+
+
+def test_epoch_callback_sees_every_completed_epoch_and_its_state_is_restored():
+    module, loss, rows = _problem()
+    module.register_buffer("last_epoch", torch.zeros(()))
+    seen = []
+
+    def callback(m, epoch):
+        seen.append(epoch)
+        m.last_epoch.fill_(epoch)
+
+    history = train_module(
+        module, loss, rows, rows[:16], max_epochs=6, batch_size=16, learning_rate=0.05,
+        n_iter_no_change=1, tol=1e9, generator=_generator(), epoch_callback=callback,
+    )
+    assert seen == list(range(1, history.n_epochs + 1))
+    # early stopping restores the best epoch's buffers along with its weights
+    assert float(module.last_epoch) == history.best_epoch == 1
