@@ -40,7 +40,7 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
     """
 
     _parameter_constraints: dict = {
-        "max_epochs": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
@@ -110,7 +110,8 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
     _input_divisor = 1.0
 
     def _resolve_max_epochs(self, n_train: int) -> int:
-        """``max_epochs``, with ``"auto"`` turned into about ``_auto_training_steps`` steps."""
+        """``max_epochs``, with ``"auto"`` (where a detector allows it) turned into
+        enough epochs for about ``_auto_training_steps`` optimiser steps."""
         if self.max_epochs != "auto":
             return self.max_epochs
         steps_per_epoch = -(-n_train // self.batch_size)

@@ -194,14 +194,6 @@ def test_fitted_attributes(detector, blobs):
         assert len(det.validation_loss_curve_) == det.n_epochs_
 
 
-def test_max_epochs_auto_aims_at_a_number_of_steps(detector, blobs, monkeypatch):
-    monkeypatch.setattr(type(detector), "_auto_training_steps", 12)
-    det = clone(detector).set_params(max_epochs="auto", batch_size=100, validation_fraction=None)
-    det.fit(blobs[0])
-    # 300 rows in batches of 100 make 3 steps per epoch: 4 epochs give 12 steps
-    assert det.n_epochs_ == 4
-
-
 def test_verbose_reports_progress(detector, blobs, capsys, caplog):
     clone(detector).set_params(verbose=1, max_epochs=2).fit(blobs[0])
     captured = capsys.readouterr()

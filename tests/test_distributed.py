@@ -100,7 +100,7 @@ def labelled():
 def _sweep(estimator, X, y, **kwargs):
     search = GridSearchCV(
         estimator,
-        {"hidden_size": [8, 16], "learning_rate": [1e-3, 1e-2]},
+        {"weight_decay": [0.0, 1e-4], "learning_rate": [1e-3, 1e-2]},
         scoring={"auroc": "roc_auc", "ap": "average_precision"},
         refit="auroc",
         cv=StratifiedKFold(n_splits=3, shuffle=True, random_state=0),

@@ -107,3 +107,12 @@ def test_scores_are_finite_for_large_finite_inputs(small_fit, X):
 def test_clone_keeps_every_parameter():
     det = InvertibleOneClassDetector(n_blocks=3, pull="square", n_latent_samples=2)
     assert clone(det).get_params() == det.get_params()
+
+
+def test_max_epochs_auto_aims_at_a_number_of_steps(monkeypatch, blobs):
+    monkeypatch.setattr(InvertibleOneClassDetector, "_auto_training_steps", 12)
+    det = InvertibleOneClassDetector(**{**SMALL_BUDGET, "max_epochs": "auto"}, batch_size=100,
+                                     validation_fraction=None, random_state=0)
+    det.fit(blobs[0])
+    # 300 rows in batches of 100 make 3 steps per epoch: 4 epochs give 12 steps
+    assert det.n_epochs_ == 4

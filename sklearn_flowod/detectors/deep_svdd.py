@@ -208,7 +208,6 @@ class DeepSVDDDetector(BaseDeepDetector):
 
     _parameter_constraints: dict = {
         **BaseDeepDetector._parameter_constraints,
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "objective": [StrOptions({"one-class", "soft-boundary"})],
         "nu": [Interval(Real, 0, 1, closed="right")],
         "hidden_sizes": ["array-like"],

@@ -179,6 +179,7 @@ class InvertibleOneClassDetector(BaseDeepDetector):
 
     _parameter_constraints: dict = {
         **BaseDeepDetector._parameter_constraints,
+        "max_epochs": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "n_blocks": [Interval(Integral, 1, None, closed="left")],
         "hidden_size": [Interval(Integral, 1, None, closed="left")],
         "affine_clamping": [Interval(Real, 0, None, closed="neither")],
