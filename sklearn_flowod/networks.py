@@ -57,6 +57,7 @@ def build_inn(
     affine_clamping: float,
     global_affine_init: float = 1.0,
     zero_init: bool = True,
+    soft_permutation: bool = False,
     seed: int = 0,
 ) -> Ff.SequenceINN:
     """Build a FrEIA ``SequenceINN`` of ``AllInOneBlock`` couplings.
@@ -75,6 +76,11 @@ def build_inn(
         Initial value of each block's global (ActNorm-like) scale.
     zero_init : bool, default=True
         Start every coupling as the identity (see :class:`CouplingSubnet`).
+    soft_permutation : bool, default=False
+        Mix the features between blocks with a random rotation instead of a
+        random permutation. In few dimensions a permutation is often the
+        identity, so consecutive couplings transform the same half; a
+        rotation mixes every feature into both halves at the same cost.
     seed : int, default=0
         Seed for weight initialisation and the blocks' hard permutations; the
         caller's global NumPy and torch generators are left unchanged.
@@ -95,7 +101,7 @@ def build_inn(
                 subnet_constructor=subnet,
                 affine_clamping=affine_clamping,
                 global_affine_init=global_affine_init,
-                permute_soft=False,
+                permute_soft=soft_permutation,
             )
     return inn
 

@@ -16,11 +16,12 @@ from sklearn_flowod.networks import build_inn
     n_rows=st.integers(1, 50),
     scale=st.floats(0.1, 10.0),
     seed=st.integers(0, 2**16),
+    soft=st.booleans(),
 )
-def test_forward_inverse_round_trip(n_features, n_blocks, hidden_size, n_rows, scale, seed):
+def test_forward_inverse_round_trip(n_features, n_blocks, hidden_size, n_rows, scale, seed, soft):
     inn = build_inn(
         n_features, n_blocks=n_blocks, hidden_size=hidden_size, affine_clamping=2.0,
-        zero_init=False, seed=seed,
+        zero_init=False, soft_permutation=soft, seed=seed,
     )
     gen = torch.Generator().manual_seed(seed)
     x = scale * torch.randn(n_rows, n_features, generator=gen)
@@ -57,3 +58,13 @@ def test_one_feature_is_refused():
 
     with pytest.raises(ValueError, match="at least 2 features"):
         build_inn(1, n_blocks=1, hidden_size=4, affine_clamping=2.0)
+
+
+def test_soft_permutation_is_a_rotation_and_reproducible():
+    a = build_inn(6, n_blocks=2, hidden_size=8, affine_clamping=2.0, soft_permutation=True, seed=3)
+    b = build_inn(6, n_blocks=2, hidden_size=8, affine_clamping=2.0, soft_permutation=True, seed=3)
+    for block_a, block_b in zip(a, b, strict=True):
+        w = block_a.w_perm.squeeze()
+        torch.testing.assert_close(w @ w.T, torch.eye(6), atol=1e-5, rtol=0)
+        assert torch.equal(w, block_b.w_perm.squeeze())
+        assert (w.abs() < 1 - 1e-6).any()  # not a permutation matrix

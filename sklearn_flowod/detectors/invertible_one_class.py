@@ -56,17 +56,24 @@ class InvertibleOneClassDetector(BaseDeepDetector):
 
     Parameters
     ----------
-    n_blocks : int, default=12
-        Number of ``AllInOneBlock`` couplings (the paper's A.5 uses 12).
-    hidden_size : int, default=128
-        Width of the single hidden layer of every coupling subnet (A.5: 128,
-        ReLU). The last layer of every subnet starts at zero, so each coupling
-        starts as the identity.
+    n_blocks : int, default=6
+        Number of ``AllInOneBlock`` couplings (the paper's A.5 uses 12 blocks
+        of width 128).
+    hidden_size : int, default=64
+        Width of the single hidden layer (ReLU) of every coupling subnet. The
+        last layer of every subnet starts at zero, so each coupling starts as
+        the identity.
     affine_clamping : float, default=2.0
         FrEIA's soft clamp of each coupling's log-scale (in FrEIA 0.2 the
         log-scale is ``affine_clamping * tanh(0.1 * a)``).
     global_affine_init : float, default=1.0
         Initial value of every block's global scale.
+    soft_permutation : bool, default=True
+        Mix the features between blocks with a fixed random rotation (FrEIA's
+        ``permute_soft``) instead of a random permutation. In few dimensions a
+        permutation is often the identity, so consecutive couplings would
+        transform the same half; a rotation mixes every feature into both
+        halves at the same cost per step.
     pull : {"max", "square"}, default="max"
         The convex pull function f of eq. (1): ``"max"`` is the paper's
         ``max_k |z_k|``; ``"square"`` is the mean of ``z_k**2``, which sends a
@@ -184,6 +191,7 @@ class InvertibleOneClassDetector(BaseDeepDetector):
         "hidden_size": [Interval(Integral, 1, None, closed="left")],
         "affine_clamping": [Interval(Real, 0, None, closed="neither")],
         "global_affine_init": [Interval(Real, 0, None, closed="neither")],
+        "soft_permutation": ["boolean"],
         "pull": [StrOptions(set(PULL_FUNCTIONS))],
         "n_latent_samples": [Interval(Integral, 1, None, closed="left")],
         "latent_bound": [Interval(Real, 0, 1, closed="right")],
@@ -196,10 +204,11 @@ class InvertibleOneClassDetector(BaseDeepDetector):
     def __init__(
         self,
         *,
-        n_blocks=12,
-        hidden_size=128,
+        n_blocks=6,
+        hidden_size=64,
         affine_clamping=2.0,
         global_affine_init=1.0,
+        soft_permutation=True,
         pull="max",
         n_latent_samples=2,
         latent_bound=0.9,
@@ -224,6 +233,7 @@ class InvertibleOneClassDetector(BaseDeepDetector):
         self.hidden_size = hidden_size
         self.affine_clamping = affine_clamping
         self.global_affine_init = global_affine_init
+        self.soft_permutation = soft_permutation
         self.pull = pull
         self.n_latent_samples = n_latent_samples
         self.latent_bound = latent_bound
@@ -251,6 +261,7 @@ class InvertibleOneClassDetector(BaseDeepDetector):
             "hidden_size": self.hidden_size,
             "affine_clamping": self.affine_clamping,
             "global_affine_init": self.global_affine_init,
+            "soft_permutation": self.soft_permutation,
         }
 
     def _build_module(self, config: dict, seed: int) -> torch.nn.Module:
