@@ -15,7 +15,7 @@ from sklearn.datasets import load_breast_cancer
 from sklearn.ensemble import IsolationForest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from . import InvertibleOneClassDetector
+from . import DeepSVDDDetector, InvertibleOneClassDetector
 from .datasets import make_fraud_like
 
 
@@ -39,6 +39,7 @@ def _datasets(seed):
 def _detectors(seed):
     return {
         "InvertibleOneClassDetector": InvertibleOneClassDetector(random_state=seed),
+        "DeepSVDDDetector": DeepSVDDDetector(random_state=seed),
         "IsolationForest": IsolationForest(random_state=seed),
     }
 
