@@ -1,8 +1,14 @@
 """Deep anomaly detectors with a scikit-learn interface."""
 
 from .detectors.deep_svdd import DeepSVDDDetector
+from .detectors.flow import FlowDetector
 from .detectors.invertible_one_class import InvertibleOneClassDetector
 
 __version__ = "0.1.0"
 
-__all__ = ["DeepSVDDDetector", "InvertibleOneClassDetector", "__version__"]
+__all__ = [
+    "DeepSVDDDetector",
+    "FlowDetector",
+    "InvertibleOneClassDetector",
+    "__version__",
+]
