@@ -1,5 +1,6 @@
 """Deep anomaly detectors with a scikit-learn interface."""
 
+from .auxiliary import FeaturePermutation, UniformBox
 from .detectors.deep_svdd import DeepSVDDDetector
 from .detectors.flow import FlowDetector
 from .detectors.invertible_one_class import InvertibleOneClassDetector
@@ -8,7 +9,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DeepSVDDDetector",
+    "FeaturePermutation",
     "FlowDetector",
     "InvertibleOneClassDetector",
+    "UniformBox",
     "__version__",
 ]
