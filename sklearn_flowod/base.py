@@ -137,6 +137,21 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
         self : object
             The fitted detector.
         """
+        return self._fit(X)
+
+    def _use_fit_params(self, X: np.ndarray, generator: torch.Generator, **fit_params) -> None:
+        """Take in extra keyword arguments of a detector's ``fit`` (default: none).
+
+        Called once the scaler is fitted (``X`` is the validated training
+        data), before the network is trained. A detector whose ``fit`` takes
+        data-like keywords (e.g. ``X_aux``) validates and stores them here;
+        ``_after_training`` should drop whatever need not outlive the fit.
+        """
+        if fit_params:
+            raise TypeError(f"Unexpected fit parameters: {sorted(fit_params)}.")
+
+    def _fit(self, X, **fit_params):
+        """The body of ``fit``; ``fit_params`` go to :meth:`_use_fit_params`."""
         X = self._validate_input(X, reset=True)
         self.device_ = resolve_device(self.device)
         seed = derive_seed(self.random_state)
@@ -145,6 +160,7 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
         module = self._build_module(self._module_config_, seed).to(self.device_)
         generator = torch.Generator(device=self.device_)
         generator.manual_seed(seed)
+        self._use_fit_params(X, generator, **fit_params)
         X_train, X_val = self._split_validation(X, seed)
         X_train = self._to_model_input(X_train, torch.float32, generator)
         if X_val is not None:

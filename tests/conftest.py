@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from sklearn_flowod import DeepSVDDDetector, InvertibleOneClassDetector
+from sklearn_flowod import (
+    ContrastiveFlowDetector,
+    DeepSVDDDetector,
+    FlowDetector,
+    InvertibleOneClassDetector,
+)
 
 #: Small networks and few epochs: enough to test behaviour, fast on 2 cores.
 SMALL_BUDGET = {"n_blocks": 2, "hidden_size": 16, "max_epochs": 5, "device": "cpu"}
@@ -18,6 +23,8 @@ def small_detectors():
         DeepSVDDDetector(**SMALL_SVDD, random_state=0),
         DeepSVDDDetector(**SMALL_SVDD, objective="soft-boundary", warm_up_epochs=2,
                          pretrain_epochs=2, random_state=0),
+        FlowDetector(**SMALL_BUDGET, random_state=0),
+        ContrastiveFlowDetector(**SMALL_BUDGET, random_state=0),
     ]
 
 

@@ -1,0 +1,369 @@
+"""Contrastive normalizing flow (Schmier, Koethe and Straehle, 2023)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from numbers import Real
+
+import numpy as np
+import torch
+from sklearn.base import _fit_context, clone
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+
+from ..auxiliary import FeaturePermutation
+from ..training import train_module
+from .flow import BaseFlowDetector, flow_log_density
+
+#: Offset of the automatic clamp below the inliers' 10% log-density quantile.
+AUTO_CLAMP_OFFSET = math.log(10.0)
+
+#: Standardised X_aux whose per-feature mean or spread is further than this from
+#: the training data's (in units of its standard deviation, or as a factor) is
+#: reported as probably on another scale.
+_SCALE_WARNING_FACTOR = 10.0
+
+
+class ContrastiveFlowDetector(BaseFlowDetector):
+    """Normalizing flow that learns the positive difference (p - q)+ of inliers
+    and auxiliary data.
+
+    A flow ``p_theta`` (FrEIA ``AllInOneBlock`` couplings, standard normal
+    latent) is trained to raise the log-likelihood of the inliers x ~ p and
+    to lower that of auxiliary samples y ~ q, eq. (3) of the paper::
+
+        L = E_x[-log p_theta(x)] + E_y[max(log p_theta(y), eps)]
+
+    By eq. (4)-(9) its optimum is the normalised positive difference
+    ``C (p - q) 1{p > q}`` on the region where p exceeds q; where q exceeds
+    p the second term pushes the density down. Without a bound that term
+    diverges (log 0), so it is clamped at ``eps`` (section 5.2.1): once
+    ``log p_theta(y) < eps`` an auxiliary sample no longer pushes. The
+    anomaly score is the negative log-likelihood under the learned density.
+
+    Auxiliary samples come from ``fit(X, X_aux=...)`` when given, else from
+    the ``auxiliary`` generator applied to every standardised training batch
+    (by default :class:`~sklearn_flowod.FeaturePermutation`: the product of
+    the marginals, as in the paper's section 5.4).
+
+    Parameters
+    ----------
+    clamp : float or "auto", default="auto"
+        Threshold ``eps`` on the auxiliary samples' log-density (of the
+        standardised data the network sees, per sample). ``"auto"``
+        follows section 5.2.1: the flow is first trained by maximum
+        likelihood for ``warm_up_fraction`` of the epochs, then ``eps`` is
+        set to the 10% quantile of the training rows' log-density minus
+        ``ln 10``: auxiliary samples are pushed until they are ten times
+        less likely than the least likely tenth of the inliers (the offset
+        keeps the clamp below the inliers' density levels, so the push does
+        not compete with the inliers' own likelihood). The paper's own
+        experiments use ``eps = 0``.
+    warm_up_fraction : float in (0, 1), default=0.25
+        With ``clamp="auto"``: length of the maximum-likelihood warm-up as a
+        fraction of ``max_epochs``; the contrastive training then runs
+        ``max_epochs`` further epochs from the warmed-up weights.
+    auxiliary : generator or None, default=None
+        Object with ``fit(X)`` and ``sample(batch, generator)`` (see
+        :mod:`sklearn_flowod.auxiliary`), fitted on the standardised
+        training data and asked for one auxiliary sample per row of every
+        training batch. ``None`` means ``FeaturePermutation()``. Ignored
+        when ``fit`` receives ``X_aux``.
+    aux_weight : float, default=1.0
+        Weight of the (clamped) auxiliary term; eq. (3) is ``1.0``.
+    n_blocks : int, default=8
+        Number of ``AllInOneBlock`` couplings (8, as in section 5.2.1).
+    hidden_size : int, default=64
+        Width of the single hidden layer of every coupling subnet.
+    affine_clamping : float, default=2.0
+        FrEIA's soft clamp of each coupling's log-scale.
+    global_affine_init : float, default=1.0
+        Initial value of every block's global scale.
+    soft_permutation : bool, default=True
+        Mix the features between blocks with a fixed random rotation
+        instead of a random permutation.
+    noise_std : float, default=0.05
+        Standard deviation of Gaussian noise added to every standardised
+        training batch (dequantisation), of inliers and of ``X_aux`` alike
+        (generated samples are made from the noisy batch).
+    max_grad_norm : float or None, default=1.0
+        Clip the gradient norm of every step.
+    lr_schedule : {"constant", "cosine"}, default="cosine"
+        Learning-rate schedule of the contrastive training.
+    max_epochs : int or "auto", default="auto"
+        Epochs of contrastive training; ``"auto"`` chooses enough epochs for
+        about 1,200 optimiser steps.
+    batch_size : int, default=256
+        Inlier rows (and as many auxiliary samples) per training step.
+    learning_rate : float, default=1e-3
+        Adam's step size.
+    weight_decay : float, default=0.0
+        Adam's L2 penalty.
+    validation_fraction : float or None, default=0.15
+        Fraction of the training data held out for the validation loss
+        curve and, with ``n_iter_no_change``, early stopping.
+    n_iter_no_change : int or None, default=None
+        Epochs without improvement of the validation loss before stopping;
+        ``None`` trains every epoch.
+    tol : float, default=1e-4
+        Minimum improvement of the validation loss.
+    standardize : bool, default=True
+        Standardise every feature with the training mean and standard
+        deviation before the network; ``X_aux`` is standardised with the
+        same statistics.
+    contamination : "auto" or float in (0, 0.5], default="auto"
+        ``"auto"``: ``offset_`` is Tukey's lower fence of the training
+        log-densities (first quartile minus 1.5 interquartile ranges). A
+        float sets ``offset_`` so that this fraction of the training data is
+        flagged.
+    device : {"auto", "cpu", "cuda", "cuda:N"} or torch.device, default="auto"
+        Where to train and score.
+    random_state : int, RandomState instance or None, default=None
+        Controls weight initialisation, the block rotations, shuffling, the
+        noise and the auxiliary samples. Global generators are untouched.
+    verbose : int, default=0
+        0 is silent; 1 shows a progress bar or logs every epoch.
+
+    Attributes
+    ----------
+    module_ : FrEIA.framework.SequenceINN
+        The trained flow (float64, in evaluation mode).
+    clamp_ : float
+        The threshold ``eps`` used (the automatic one with ``clamp="auto"``).
+    auxiliary_ : object or None
+        The fitted generator, or None when ``X_aux`` was given.
+    offset_ : float
+        Threshold subtracted from ``score_samples`` in ``decision_function``.
+    mean_, scale_ : ndarray of shape (n_features_in_,)
+        Standardisation applied before the network (and to ``X_aux``).
+    loss_curve_ : list of float
+        Mean training loss (eq. 3 with the clamp, per dimension) per epoch
+        of the contrastive training.
+    validation_loss_curve_ : list of float
+        Validation loss per epoch, only when ``validation_fraction`` is set.
+    n_epochs_ : int
+        Number of contrastive epochs trained.
+    best_epoch_ : int
+        Epoch whose weights were kept.
+    device_ : torch.device
+        Device the network lives on.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Column names, when ``X`` was a DataFrame with string column names.
+
+    Notes
+    -----
+    **Routing X_aux.** ``fit`` accepts ``X_aux``; inside a ``Pipeline`` or
+    ``GridSearchCV`` it is routed with scikit-learn's metadata routing
+    (``sklearn.set_config(enable_metadata_routing=True)`` and
+    ``detector.set_fit_request(X_aux=True)``). Two traps:
+
+    * A routed ``X_aux`` is **not transformed by the earlier steps of a
+      pipeline**: it reaches the detector in the raw feature space while X
+      arrives transformed. Pass an ``X_aux`` already transformed like X, or
+      use the ``auxiliary`` generator, which works on the transformed
+      batches. The detector warns when ``X_aux``, standardised with the
+      training statistics, has a mean or spread on a very different scale.
+    * **Cross-validation slices every fit parameter that has as many rows
+      as X** into the training fold, as if it were sample-aligned. An
+      ``X_aux`` with exactly ``len(X)`` rows is therefore cut to the fold;
+      give it a different number of rows (e.g. drop one) to keep it whole.
+      The detector warns when ``X_aux`` has as many rows as X.
+
+    Contamination of ``X_aux`` with inliers barely matters (section 5.3.1,
+    eq. 10-14): with ``q_new = D p + (1 - D) q`` the positive difference
+    ``(p - q_new)+`` is proportional to ``(p - q)+``, so the normalised
+    target is unchanged.
+
+    Scores are log-densities over the input features, as in
+    :class:`~sklearn_flowod.FlowDetector` (including its handling of 1-D
+    data: the padding column is integrated out).
+
+    References
+    ----------
+    R. Schmier, U. Koethe and C.-N. Straehle. Positive difference
+    distribution for image outlier detection using normalizing flows and
+    contrastive data. TMLR 2023.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_flowod import ContrastiveFlowDetector
+    >>> X = np.random.RandomState(0).normal(size=(200, 2))
+    >>> det = ContrastiveFlowDetector(max_epochs=5, random_state=0).fit(X)
+    >>> det.predict([[0.0, 0.0], [8.0, 8.0]])
+    array([ 1, -1])
+    """
+
+    _parameter_constraints: dict = {
+        **BaseFlowDetector._parameter_constraints,
+        "clamp": [Real, StrOptions({"auto"})],
+        "warm_up_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "auxiliary": [HasMethods(["fit", "sample"]), None],
+        "aux_weight": [Interval(Real, 0, None, closed="left")],
+    }
+
+    def __init__(
+        self,
+        *,
+        clamp="auto",
+        warm_up_fraction=0.25,
+        auxiliary=None,
+        aux_weight=1.0,
+        n_blocks=8,
+        hidden_size=64,
+        affine_clamping=2.0,
+        global_affine_init=1.0,
+        soft_permutation=True,
+        noise_std=0.05,
+        max_grad_norm=1.0,
+        lr_schedule="cosine",
+        max_epochs="auto",
+        batch_size=256,
+        learning_rate=1e-3,
+        weight_decay=0.0,
+        validation_fraction=0.15,
+        n_iter_no_change=None,
+        tol=1e-4,
+        standardize=True,
+        contamination="auto",
+        device="auto",
+        random_state=None,
+        verbose=0,
+    ):
+        self.clamp = clamp
+        self.warm_up_fraction = warm_up_fraction
+        self.auxiliary = auxiliary
+        self.aux_weight = aux_weight
+        self.n_blocks = n_blocks
+        self.hidden_size = hidden_size
+        self.affine_clamping = affine_clamping
+        self.global_affine_init = global_affine_init
+        self.soft_permutation = soft_permutation
+        self.noise_std = noise_std
+        self.max_grad_norm = max_grad_norm
+        self.lr_schedule = lr_schedule
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.standardize = standardize
+        self.contamination = contamination
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None, *, X_aux=None):
+        """Fit the flow on inliers X against auxiliary samples.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data (mostly normal).
+        y : Ignored
+            Not used, present for API consistency by convention.
+        X_aux : array-like of shape (n_aux, n_features) or None, default=None
+            Auxiliary (contrastive) samples, in the same feature space as X.
+            ``None`` uses the ``auxiliary`` generator. See the class notes
+            for routing it through a Pipeline or GridSearchCV.
+
+        Returns
+        -------
+        self : object
+            The fitted detector.
+        """
+        return self._fit(X, X_aux=X_aux)
+
+    def _use_fit_params(self, X, generator, *, X_aux=None) -> None:
+        """Standardise ``X_aux`` like X (or prepare the generator) for the loss."""
+        self._aux_data = None
+        self.auxiliary_ = None
+        if X_aux is None:
+            return
+        X_aux = self._validate_input(X_aux, reset=False)
+        if X_aux.shape[0] == X.shape[0]:
+            warnings.warn(
+                "X_aux has as many rows as X: cross-validation (e.g. GridSearchCV) "
+                "slices such a fit parameter like X, so only the training fold's share "
+                "of X_aux would be used. Give X_aux a different number of rows to keep "
+                "it whole.",
+                UserWarning,
+                stacklevel=5,
+            )
+        standardised = (X_aux - self.mean_) / self.scale_
+        centre = np.abs(standardised.mean(axis=0))
+        spread = standardised.std(axis=0)
+        if np.any(centre > _SCALE_WARNING_FACTOR) or np.any(
+            (spread > _SCALE_WARNING_FACTOR) | (spread < 1.0 / _SCALE_WARNING_FACTOR)
+        ):
+            warnings.warn(
+                "X_aux is on a very different scale than X. In a Pipeline, a routed "
+                "X_aux is not transformed by the earlier steps: transform it like X, "
+                "or use the `auxiliary` generator instead.",
+                UserWarning,
+                stacklevel=5,
+            )
+        self._aux_data = self._to_model_input(X_aux, torch.float32, generator)
+
+    def _auxiliary_batch(self, batch: torch.Tensor, generator: torch.Generator):
+        if self._aux_data is not None:
+            rows = torch.randint(
+                self._aux_data.shape[0], (batch.shape[0],), generator=generator,
+                device=batch.device,
+            )
+            aux = self._aux_data[rows]
+            if self.noise_std > 0 and torch.is_grad_enabled():
+                # the inlier batch carries the training noise: so does X_aux, and
+                # the flow learns (p * k - q * k)+ for one smoothing kernel k
+                noise = torch.randn(aux.shape, generator=generator, device=aux.device)
+                aux = aux + self.noise_std * noise
+            return aux
+        return self.auxiliary_.sample(batch, generator)
+
+    def _contrastive_terms(self, module, batch, generator):
+        """Per-sample inlier log-density and clamped auxiliary log-density."""
+        aux = self._auxiliary_batch(batch, generator)
+        log_p = flow_log_density(module, torch.cat([batch, aux]))
+        log_p_x, log_p_y = log_p[: batch.shape[0]], log_p[batch.shape[0] :]
+        return log_p_x, log_p_y.clamp(min=self.clamp_)
+
+    def _loss(self, module, batch, generator):
+        """Eq. (3) with the clamp of section 5.2.1, per dimension."""
+        log_p_x, clamped_log_p_y = self._contrastive_terms(module, batch, generator)
+        loss = -log_p_x.mean() + self.aux_weight * clamped_log_p_y.mean()
+        return loss / batch.shape[1]
+
+    def _before_training(self, module, X_train, generator) -> None:
+        """Fit the generator; with ``clamp="auto"``, warm up and set ``eps``."""
+        if self._aux_data is None:
+            auxiliary = FeaturePermutation() if self.auxiliary is None else self.auxiliary
+            self.auxiliary_ = clone(auxiliary).fit(X_train.cpu().numpy())
+        if self.clamp != "auto":
+            self.clamp_ = float(self.clamp)
+            return
+        options = self._training_options()
+        options["lr_schedule"] = "constant"
+        train_module(
+            module,
+            lambda m, batch, gen: self._nll(m, batch),
+            X_train,
+            max_epochs=max(1, math.ceil(self.warm_up_fraction
+                                        * self._resolve_max_epochs(X_train.shape[0]))),
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            weight_decay=self.weight_decay,
+            n_iter_no_change=None,
+            generator=generator,
+            **options,
+        )
+        with torch.inference_mode():
+            log_p = flow_log_density(module, X_train)
+        self.clamp_ = float(np.quantile(log_p.cpu().numpy(), 0.1)) - AUTO_CLAMP_OFFSET
+
+    def _after_training(self, module, X_train, X_val) -> None:
+        del self._aux_data  # the standardised X_aux is not part of the model
