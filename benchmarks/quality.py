@@ -63,7 +63,16 @@ def main(argv=None) -> pd.DataFrame:
     parser.add_argument("--quick", action="store_true", help="4 data sets, 1 seed")
     parser.add_argument("--name", default="quality", help="stem of the result files")
     parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument(
+        "--from-csv", action="store_true",
+        help="only rebuild <name>.md from the rows already in <name>.csv",
+    )
     args = parser.parse_args(argv)
+    command = "python -m benchmarks.quality " + " ".join(sys.argv[1:] if argv is None else argv)
+    if args.from_csv:
+        results = pd.read_csv(args.out_dir / f"{args.name}.csv")
+        _write_tables(results, args.out_dir / f"{args.name}.md", command.strip())
+        return results
 
     datasets = args.datasets or adbench.available(args.data_dir)
     seeds = args.seeds
@@ -89,11 +98,18 @@ def main(argv=None) -> pd.DataFrame:
     results = pd.DataFrame(rows)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     results.to_csv(args.out_dir / f"{args.name}.csv", index=False, float_format="%.6g")
-    command = "python -m benchmarks.quality " + " ".join(sys.argv[1:] if argv is None else argv)
-    text = report.header("Detection quality on ADBench", command.strip())
-    text += "\nProtocol: `benchmarks/adbench.py` (one-class, 3 seeds, StandardScaler on train).\n\n"
-    (args.out_dir / f"{args.name}.md").write_text(text + report.quality_tables(results))
+    _write_tables(results, args.out_dir / f"{args.name}.md", command.strip())
     return results
+
+
+def _write_tables(results: pd.DataFrame, path: Path, command: str) -> None:
+    seeds = ", ".join(str(s) for s in sorted(results["seed"].unique()))
+    text = report.header("Detection quality on ADBench", command)
+    text += (
+        f"\nProtocol: `benchmarks/adbench.py` (one-class, seeds {seeds}, StandardScaler on "
+        "train).\n\n"
+    )
+    path.write_text(text + report.quality_tables(results))
 
 
 if __name__ == "__main__":
