@@ -22,6 +22,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._device import resolve_device
 from ._random import derive_seed
+from .networks import exact_inverse_permutations
 from .training import TrainingHistory, train_module
 
 #: Rows scored per batch: large enough to keep the device busy, small enough
@@ -182,7 +183,7 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
             **self._training_options(),
         )
         self._after_training(module, X_train, X_val)
-        self.module_ = module.to(torch.float64).eval()
+        self.module_ = exact_inverse_permutations(module.to(torch.float64)).eval()
         self._store_history(history)
         if self.contamination == "auto":
             self.offset_ = float(self._auto_offset(X))

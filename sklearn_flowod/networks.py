@@ -106,6 +106,31 @@ def build_inn(
     return inn
 
 
+def exact_inverse_permutations(module: nn.Module) -> nn.Module:
+    """Make every block's inverse mixing matrix the exact inverse of its forward one.
+
+    FrEIA stores a rotation and its transpose separately, each rounded to the
+    module's dtype, so the stored transpose is the inverse only up to that
+    rounding, and the mismatch grows through the couplings. This recomputes
+    each inverse from the forward matrix in float64 (in place; modules
+    without such matrices are left alone). Call it again after changing the
+    module's dtype.
+
+    Returns
+    -------
+    module : torch.nn.Module
+        The same module.
+    """
+    with torch.no_grad():
+        for block in module.modules():
+            forward = getattr(block, "w_perm", None)
+            inverse = getattr(block, "w_perm_inv", None)
+            if isinstance(forward, torch.Tensor) and isinstance(inverse, torch.Tensor):
+                exact = torch.linalg.inv(forward.reshape(inverse.shape[:2]).double())
+                inverse.copy_(exact.reshape(inverse.shape).to(inverse.dtype))
+    return module
+
+
 def build_bias_free_mlp(
     n_inputs: int,
     hidden_sizes,

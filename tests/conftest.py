@@ -1,8 +1,11 @@
 """Shared fixtures and small training budgets for the test suite."""
 
+import os
+
 import numpy as np
 import pytest
 import torch
+from hypothesis import settings
 
 from sklearn_flowod import (
     ContrastiveFlowDetector,
@@ -39,3 +42,9 @@ def blobs():
     X = rng.normal(size=(300, 4))
     X_out = rng.normal(loc=6.0, size=(30, 4))
     return X, X_out
+
+
+# Property tests explore new examples locally; on CI they replay a fixed sequence.
+settings.register_profile("ci", derandomize=True, deadline=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
