@@ -15,7 +15,12 @@ from sklearn.datasets import load_breast_cancer
 from sklearn.ensemble import IsolationForest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from . import DeepSVDDDetector, InvertibleOneClassDetector
+from . import (
+    ContrastiveFlowDetector,
+    DeepSVDDDetector,
+    FlowDetector,
+    InvertibleOneClassDetector,
+)
 from .datasets import make_fraud_like
 
 
@@ -40,6 +45,8 @@ def _detectors(seed):
     return {
         "InvertibleOneClassDetector": InvertibleOneClassDetector(random_state=seed),
         "DeepSVDDDetector": DeepSVDDDetector(random_state=seed),
+        "FlowDetector": FlowDetector(random_state=seed),
+        "ContrastiveFlowDetector": ContrastiveFlowDetector(random_state=seed),
         "IsolationForest": IsolationForest(random_state=seed),
     }
 
