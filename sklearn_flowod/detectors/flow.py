@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import math
-from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import Interval, StrOptions
 
-from ..base import BaseDeepDetector
-from ..networks import build_inn
+from ._inn import BaseINNDetector
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -26,7 +23,7 @@ def flow_log_density(module, batch: torch.Tensor) -> torch.Tensor:
     return standard_normal_log_density(z) + log_jac_det
 
 
-class BaseFlowDetector(BaseDeepDetector):
+class BaseFlowDetector(BaseINNDetector):
     """Shared machinery of the normalizing-flow detectors (not to be used directly).
 
     Builds the INN, computes log-densities by the change of variables and
@@ -36,39 +33,6 @@ class BaseFlowDetector(BaseDeepDetector):
     integrated out (Gauss-Hermite quadrature).
     Subclasses only define their training loss.
     """
-
-    _parameter_constraints: dict = {
-        **BaseDeepDetector._parameter_constraints,
-        "max_epochs": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
-        "n_blocks": [Interval(Integral, 1, None, closed="left")],
-        "hidden_size": [Interval(Integral, 1, None, closed="left")],
-        "affine_clamping": [Interval(Real, 0, None, closed="neither")],
-        "global_affine_init": [Interval(Real, 0, None, closed="neither")],
-        "soft_permutation": ["boolean"],
-        "noise_std": [Interval(Real, 0, None, closed="left")],
-        "max_grad_norm": [Interval(Real, 0, None, closed="neither"), None],
-        "lr_schedule": [StrOptions({"constant", "cosine"})],
-    }
-
-    def _module_config(self, n_features: int) -> dict:
-        return {
-            "n_features": n_features,
-            "n_blocks": self.n_blocks,
-            "hidden_size": self.hidden_size,
-            "affine_clamping": self.affine_clamping,
-            "global_affine_init": self.global_affine_init,
-            "soft_permutation": self.soft_permutation,
-        }
-
-    def _build_module(self, config: dict, seed: int) -> torch.nn.Module:
-        return build_inn(**config, seed=seed)
-
-    def _training_options(self) -> dict:
-        return {
-            "lr_schedule": self.lr_schedule,
-            "max_grad_norm": self.max_grad_norm,
-            "noise_std": self.noise_std,
-        }
 
     @staticmethod
     def _nll(module, batch: torch.Tensor) -> torch.Tensor:

@@ -8,8 +8,7 @@ import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ..base import BaseDeepDetector
-from ..networks import build_inn
+from ._inn import BaseINNDetector
 
 
 def _pull_max(z: torch.Tensor) -> torch.Tensor:
@@ -38,7 +37,7 @@ def cube_distance(z: torch.Tensor) -> torch.Tensor:
     return s_out + s_in
 
 
-class InvertibleOneClassDetector(BaseDeepDetector):
+class InvertibleOneClassDetector(BaseINNDetector):
     """Invertible one-class network: maps inliers onto the cube [-1, 1]^D.
 
     An invertible network (FrEIA ``AllInOneBlock`` couplings) is trained to
@@ -185,20 +184,11 @@ class InvertibleOneClassDetector(BaseDeepDetector):
     """
 
     _parameter_constraints: dict = {
-        **BaseDeepDetector._parameter_constraints,
-        "max_epochs": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
-        "n_blocks": [Interval(Integral, 1, None, closed="left")],
-        "hidden_size": [Interval(Integral, 1, None, closed="left")],
-        "affine_clamping": [Interval(Real, 0, None, closed="neither")],
-        "global_affine_init": [Interval(Real, 0, None, closed="neither")],
-        "soft_permutation": ["boolean"],
+        **BaseINNDetector._parameter_constraints,
         "pull": [StrOptions(set(PULL_FUNCTIONS))],
         "n_latent_samples": [Interval(Integral, 1, None, closed="left")],
         "latent_bound": [Interval(Real, 0, 1, closed="right")],
         "calibration_quantile": [Interval(Real, 0, 1, closed="neither"), None],
-        "noise_std": [Interval(Real, 0, None, closed="left")],
-        "max_grad_norm": [Interval(Real, 0, None, closed="neither"), None],
-        "lr_schedule": [StrOptions({"constant", "cosine"})],
     }
 
     def __init__(
@@ -254,28 +244,8 @@ class InvertibleOneClassDetector(BaseDeepDetector):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _module_config(self, n_features: int) -> dict:
-        return {
-            "n_features": n_features,
-            "n_blocks": self.n_blocks,
-            "hidden_size": self.hidden_size,
-            "affine_clamping": self.affine_clamping,
-            "global_affine_init": self.global_affine_init,
-            "soft_permutation": self.soft_permutation,
-        }
-
-    def _build_module(self, config: dict, seed: int) -> torch.nn.Module:
-        return build_inn(**config, seed=seed)
-
     #: Standardised data are divided by 3 before the network (see the class notes).
     _input_divisor = 3.0
-
-    def _training_options(self) -> dict:
-        return {
-            "lr_schedule": self.lr_schedule,
-            "max_grad_norm": self.max_grad_norm,
-            "noise_std": self.noise_std / self._input_divisor,
-        }
 
     def _loss(self, module, batch, generator):
         """Eq. (1): pull the data's codes in, push the cube's pre-images out."""

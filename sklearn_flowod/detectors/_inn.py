@@ -1,0 +1,56 @@
+"""What every detector built on the FrEIA invertible network shares."""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+import torch
+from sklearn.utils._param_validation import Interval, StrOptions
+
+from ..base import BaseDeepDetector
+from ..networks import build_inn
+
+
+class BaseINNDetector(BaseDeepDetector):
+    """Network parameters and training options of the INN-based detectors.
+
+    Not to be used directly. Subclasses define their loss and score; this
+    class turns ``n_blocks``, ``hidden_size``, ``affine_clamping``,
+    ``global_affine_init`` and ``soft_permutation`` into the network, and
+    ``lr_schedule``, ``max_grad_norm`` and ``noise_std`` (in standardised
+    units) into training options.
+    """
+
+    _parameter_constraints: dict = {
+        **BaseDeepDetector._parameter_constraints,
+        "max_epochs": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "n_blocks": [Interval(Integral, 1, None, closed="left")],
+        "hidden_size": [Interval(Integral, 1, None, closed="left")],
+        "affine_clamping": [Interval(Real, 0, None, closed="neither")],
+        "global_affine_init": [Interval(Real, 0, None, closed="neither")],
+        "soft_permutation": ["boolean"],
+        "noise_std": [Interval(Real, 0, None, closed="left")],
+        "max_grad_norm": [Interval(Real, 0, None, closed="neither"), None],
+        "lr_schedule": [StrOptions({"constant", "cosine"})],
+    }
+
+    def _module_config(self, n_features: int) -> dict:
+        return {
+            "n_features": n_features,
+            "n_blocks": self.n_blocks,
+            "hidden_size": self.hidden_size,
+            "affine_clamping": self.affine_clamping,
+            "global_affine_init": self.global_affine_init,
+            "soft_permutation": self.soft_permutation,
+        }
+
+    def _build_module(self, config: dict, seed: int) -> torch.nn.Module:
+        return build_inn(**config, seed=seed)
+
+    def _training_options(self) -> dict:
+        return {
+            "lr_schedule": self.lr_schedule,
+            "max_grad_norm": self.max_grad_norm,
+            # the network sees standardised data divided by _input_divisor
+            "noise_std": self.noise_std / self._input_divisor,
+        }
