@@ -31,9 +31,16 @@ def small_detectors():
     ]
 
 
-@pytest.fixture(autouse=True)
-def _few_threads():
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread():
+    """Train on one thread: small networks are fastest so, busy machine or not.
+
+    Session-scoped, so that it also holds for module-scoped fixtures.
+    """
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

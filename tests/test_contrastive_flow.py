@@ -21,21 +21,6 @@ TOY = {"max_epochs": 60, "learning_rate": 3e-3, "validation_fraction": None,
 SMALL = {"n_blocks": 2, "hidden_size": 16, "max_epochs": 5, "device": "cpu", "random_state": 0}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Small networks train fastest on one thread, with or without a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
-def _few_threads():
-    """Overrides the suite's two threads: see ``_one_thread``."""
-    torch.set_num_threads(1)
-
-
 def total_variation(density, target, dx):
     density = density / (density.sum() * dx)
     target = target / (target.sum() * dx)

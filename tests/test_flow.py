@@ -2,27 +2,11 @@
 
 import numpy as np
 import pytest
-import torch
 from sklearn.metrics import roc_auc_score
 
 from sklearn_flowod import FlowDetector
 
 FAST = {"n_blocks": 4, "hidden_size": 32, "device": "cpu", "random_state": 0}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Small networks train fastest on one thread, with or without a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
-def _few_threads():
-    """Overrides the suite's two threads: see ``_one_thread``."""
-    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
