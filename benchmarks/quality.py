@@ -5,6 +5,7 @@ Usage (from the project root)::
     python -m benchmarks.quality                      # everything, 3 seeds
     python -m benchmarks.quality --quick              # 4 data sets, 1 seed (CI)
     python -m benchmarks.quality --datasets 6_cardio --detectors IsolationForest
+    python -m benchmarks.quality --detectors LikelihoodRatioDetector --include flows
 
 Writes ``benchmarks/results/<name>.csv`` (one row per data set, detector and
 seed) and ``<name>.md`` (the tables). The protocol is in ``adbench.py``.
@@ -67,6 +68,11 @@ def main(argv=None) -> pd.DataFrame:
         "--from-csv", action="store_true",
         help="only rebuild <name>.md from the rows already in <name>.csv",
     )
+    parser.add_argument(
+        "--include", nargs="+", default=[], metavar="NAME",
+        help="add the rows of earlier result files <NAME>.csv (same data sets and seeds, "
+        "other detectors) to this run's files, instead of running those detectors again",
+    )
     args = parser.parse_args(argv)
     command = "python -m benchmarks.quality " + " ".join(sys.argv[1:] if argv is None else argv)
     if args.from_csv:
@@ -80,10 +86,11 @@ def main(argv=None) -> pd.DataFrame:
         datasets, seeds = args.datasets or QUICK_DATASETS, [0]
     detectors = registry.all_detectors()
     if args.detectors:
-        unknown = set(args.detectors) - set(detectors)
+        known = registry.named_detectors()
+        unknown = set(args.detectors) - set(known)
         if unknown:
-            parser.error(f"unknown detectors {sorted(unknown)}; known: {sorted(detectors)}")
-        detectors = {name: detectors[name] for name in args.detectors}
+            parser.error(f"unknown detectors {sorted(unknown)}; known: {sorted(known)}")
+        detectors = {name: known[name] for name in args.detectors}
 
     rows = []
     for dataset in datasets:
@@ -96,10 +103,23 @@ def main(argv=None) -> pd.DataFrame:
                 print(f"{dataset:<24}{name:<30}seed {seed}  AUROC {row['auroc']:.3f}  "
                       f"fit {row['fit_s']:.1f}s", flush=True)
     results = pd.DataFrame(rows)
+    if args.include:
+        results = pd.concat([results, *_included(args, datasets, seeds, detectors)])
     args.out_dir.mkdir(parents=True, exist_ok=True)
     results.to_csv(args.out_dir / f"{args.name}.csv", index=False, float_format="%.6g")
     _write_tables(results, args.out_dir / f"{args.name}.md", command.strip())
     return results
+
+
+def _included(args, datasets, seeds, detectors) -> list[pd.DataFrame]:
+    """Rows of earlier runs on the same splits, for detectors not run now."""
+    frames = []
+    for name in args.include:
+        rows = pd.read_csv(args.out_dir / f"{name}.csv")
+        rows = rows[rows["dataset"].isin(datasets) & rows["seed"].isin(seeds)
+                    & ~rows["detector"].isin(detectors)]
+        frames.append(rows)
+    return frames
 
 
 def _write_tables(results: pd.DataFrame, path: Path, command: str) -> None:

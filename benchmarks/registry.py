@@ -53,6 +53,21 @@ def package_detectors() -> dict[str, Entry]:
     return entries
 
 
+def package_variants() -> dict[str, Entry]:
+    """Non-default configurations that a benchmark question needs by name."""
+    return {
+        # the likelihood ratio against a broad general distribution instead of
+        # the product of the marginals
+        "LikelihoodRatioDetector(UniformBox)": Entry(
+            lambda seed: sklearn_flowod.LikelihoodRatioDetector(
+                auxiliary=sklearn_flowod.UniformBox(), random_state=seed
+            ),
+            _negated_score_samples,
+            "package",
+        ),
+    }
+
+
 def sklearn_peers() -> dict[str, Entry]:
     return {
         "IsolationForest": Entry(
@@ -114,4 +129,10 @@ class _LazyFeatures:
 
 
 def all_detectors() -> dict[str, Entry]:
+    """Every runnable detector; the variants run only when asked for by name."""
     return {**package_detectors(), **sklearn_peers(), **pyod_peers()}
+
+
+def named_detectors() -> dict[str, Entry]:
+    """What ``--detectors`` may name: all detectors and the package variants."""
+    return {**all_detectors(), **package_variants()}

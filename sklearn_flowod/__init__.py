@@ -5,6 +5,7 @@ from .detectors.contrastive_flow import ContrastiveFlowDetector
 from .detectors.deep_svdd import DeepSVDDDetector
 from .detectors.flow import FlowDetector
 from .detectors.invertible_one_class import InvertibleOneClassDetector
+from .detectors.likelihood_ratio import LikelihoodRatioDetector
 
 __version__ = "0.1.0"
 
@@ -14,6 +15,7 @@ __all__ = [
     "FeaturePermutation",
     "FlowDetector",
     "InvertibleOneClassDetector",
+    "LikelihoodRatioDetector",
     "UniformBox",
     "__version__",
 ]

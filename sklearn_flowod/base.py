@@ -237,8 +237,11 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
         for scoring (``generator=None``), the noise's centre 0. The padding
         column is documented in the detectors as a property of 1-D data.
         """
-        if isinstance(X, np.ndarray) and not X.flags.writeable:
-            X = np.array(X)  # torch cannot wrap read-only memory (one batch at most)
+        if isinstance(X, np.ndarray) and (
+            not X.flags.writeable or any(stride < 0 for stride in X.strides)
+        ):
+            # torch cannot wrap read-only memory or reversed views (one batch at most)
+            X = np.array(X)
         x = torch.as_tensor(X, device=self.device_).to(dtype)
         mean = torch.as_tensor(self.mean_, dtype=dtype, device=self.device_)
         scale = torch.as_tensor(self.scale_ * self._input_divisor, dtype=dtype, device=self.device_)

@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 import pytest
+import sklearn
 import torch
 from hypothesis import settings
 
@@ -12,6 +13,8 @@ from sklearn_flowod import (
     DeepSVDDDetector,
     FlowDetector,
     InvertibleOneClassDetector,
+    LikelihoodRatioDetector,
+    UniformBox,
 )
 
 #: Small networks and few epochs: enough to test behaviour, fast on 2 cores.
@@ -28,7 +31,26 @@ def small_detectors():
                          pretrain_epochs=2, random_state=0),
         FlowDetector(**SMALL_BUDGET, random_state=0),
         ContrastiveFlowDetector(**SMALL_BUDGET, random_state=0),
+        # a broad general distribution: the one the likelihood ratio is made for
+        LikelihoodRatioDetector(**SMALL_BUDGET, auxiliary=UniformBox(margin=1.0), random_state=0),
+        LikelihoodRatioDetector(**SMALL_BUDGET, auxiliary=UniformBox(margin=1.0),
+                                outlier_weight=1.0, random_state=0),
     ]
+
+
+def same_params(first, second) -> bool:
+    """Equal parameters, comparing estimator-valued ones by type and parameters."""
+    a, b = first.get_params(deep=False), second.get_params(deep=False)
+    if a.keys() != b.keys():
+        return False
+    for key, value in a.items():
+        other = b[key]
+        if hasattr(value, "get_params"):
+            if type(value) is not type(other) or not same_params(value, other):
+                return False
+        elif value != other:
+            return False
+    return True
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -49,6 +71,23 @@ def blobs():
     X = rng.normal(size=(300, 4))
     X_out = rng.normal(loc=6.0, size=(30, 4))
     return X, X_out
+
+
+@pytest.fixture
+def labelled_blobs():
+    """Inliers around 50 and uniform outliers, labelled +1/-1 like predict."""
+    rng = np.random.RandomState(0)
+    X = np.r_[rng.normal(size=(300, 3)) * 5.0 + 50.0, rng.uniform(0.0, 100.0, size=(30, 3))]
+    y = np.r_[np.ones(300, dtype=int), -np.ones(30, dtype=int)]
+    return X, y
+
+
+@pytest.fixture
+def routing():
+    """scikit-learn's metadata routing, switched on for one test."""
+    sklearn.set_config(enable_metadata_routing=True)
+    yield
+    sklearn.set_config(enable_metadata_routing=False)
 
 
 # Property tests explore new examples locally; on CI they replay a fixed sequence.

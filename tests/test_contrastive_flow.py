@@ -5,7 +5,6 @@ import warnings
 
 import numpy as np
 import pytest
-import sklearn
 import torch
 from scipy.stats import multivariate_normal, norm
 from sklearn.metrics import roc_auc_score
@@ -159,27 +158,12 @@ def test_x_aux_with_wrong_features_is_rejected():
         ContrastiveFlowDetector(**SMALL).fit(X, X_aux=np.zeros((10, 3)))
 
 
-@pytest.fixture
-def labelled_blobs():
-    rng = np.random.RandomState(0)
-    X = np.r_[rng.normal(size=(300, 3)) * 5.0 + 50.0, rng.uniform(0.0, 100.0, size=(30, 3))]
-    y = np.r_[np.ones(300, dtype=int), -np.ones(30, dtype=int)]
-    return X, y
-
-
 def test_pipeline_with_scaler_and_default_generator(labelled_blobs):
     X, y = labelled_blobs
     pipe = make_pipeline(StandardScaler(), ContrastiveFlowDetector(**SMALL)).fit(X)
     assert isinstance(pipe[-1].auxiliary_, FeaturePermutation)
     assert roc_auc_score(y, pipe.score_samples(X)) > 0.9
     assert set(pipe.predict(X)) == {-1, 1}
-
-
-@pytest.fixture
-def routing():
-    sklearn.set_config(enable_metadata_routing=True)
-    yield
-    sklearn.set_config(enable_metadata_routing=False)
 
 
 def test_grid_search_over_clamp_and_learning_rate_with_routed_x_aux(labelled_blobs, routing):

@@ -64,3 +64,14 @@ def test_bad_parameters(detector, params, match):
 def test_cuda_request_without_cuda_is_a_clear_error(detector):
     with pytest.raises(ValueError, match="CUDA is not available"):
         clone(detector).set_params(device="cuda").fit(X_GOOD)
+
+
+def test_views_of_any_layout_are_accepted(detector):
+    reversed_rows = X_GOOD[::-1]
+    read_only = X_GOOD.copy()
+    read_only.flags.writeable = False
+    det = clone(detector).fit(reversed_rows)
+    expected = det.score_samples(np.ascontiguousarray(X_GOOD))
+    np.testing.assert_allclose(det.score_samples(reversed_rows)[::-1], expected)
+    np.testing.assert_allclose(det.score_samples(read_only), expected)
+    np.testing.assert_allclose(det.score_samples(np.asfortranarray(X_GOOD)), expected)

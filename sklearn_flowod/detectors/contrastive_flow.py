@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import warnings
 from numbers import Real
 
 import numpy as np
@@ -13,15 +12,11 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from ..auxiliary import FeaturePermutation
 from ..training import train_module
+from ._aux_input import check_aux_data
 from .flow import BaseFlowDetector, flow_log_density
 
 #: Offset of the automatic clamp below the inliers' 10% log-density quantile.
 AUTO_CLAMP_OFFSET = math.log(10.0)
-
-#: Standardised X_aux whose per-feature mean or spread is further than this from
-#: the training data's (in units of its standard deviation, or as a factor) is
-#: reported as probably on another scale.
-_SCALE_WARNING_FACTOR = 10.0
 
 
 class ContrastiveFlowDetector(BaseFlowDetector):
@@ -285,29 +280,7 @@ class ContrastiveFlowDetector(BaseFlowDetector):
         self.auxiliary_ = None
         if X_aux is None:
             return
-        X_aux = self._validate_input(X_aux, reset=False)
-        if X_aux.shape[0] == X.shape[0]:
-            warnings.warn(
-                "X_aux has as many rows as X: cross-validation (e.g. GridSearchCV) "
-                "slices such a fit parameter like X, so only the training fold's share "
-                "of X_aux would be used. Give X_aux a different number of rows to keep "
-                "it whole.",
-                UserWarning,
-                stacklevel=5,
-            )
-        standardised = (X_aux - self.mean_) / self.scale_
-        centre = np.abs(standardised.mean(axis=0))
-        spread = standardised.std(axis=0)
-        if np.any(centre > _SCALE_WARNING_FACTOR) or np.any(
-            (spread > _SCALE_WARNING_FACTOR) | (spread < 1.0 / _SCALE_WARNING_FACTOR)
-        ):
-            warnings.warn(
-                "X_aux is on a very different scale than X. In a Pipeline, a routed "
-                "X_aux is not transformed by the earlier steps: transform it like X, "
-                "or use the `auxiliary` generator instead.",
-                UserWarning,
-                stacklevel=5,
-            )
+        X_aux = check_aux_data(self, X, X_aux)
         self._aux_data = self._to_model_input(X_aux, torch.float32, generator)
 
     def _auxiliary_batch(self, batch: torch.Tensor, generator: torch.Generator):

@@ -50,13 +50,17 @@ class BaseFlowDetector(BaseINNDetector):
     _min_scoring_rows = 8
 
     def _anomaly_score(self, module, batch):
+        return self._negative_log_density(module, batch)
+
+    def _negative_log_density(self, module, batch: torch.Tensor) -> torch.Tensor:
+        """``-log p(x)`` over the input features for a model-space batch."""
         n_rows = batch.shape[0]
         if n_rows < self._min_scoring_rows:
             # Matrix products of very few rows take other CPU kernels, which
             # change the last bits of the result; repeating the rows keeps every
             # row's score independent of how the rows were batched.
             copies = -(-self._min_scoring_rows // n_rows)
-            return self._anomaly_score(module, batch.repeat(copies, 1))[:n_rows]
+            return self._negative_log_density(module, batch.repeat(copies, 1))[:n_rows]
         if self.n_features_in_ == 1:
             return -(self._padded_marginal(module, batch) + self._input_space_correction())
         return -(flow_log_density(module, batch) + self._input_space_correction())
@@ -86,7 +90,7 @@ class BaseFlowDetector(BaseINNDetector):
 
     def _auto_offset(self, X: np.ndarray) -> float:
         """Tukey's lower fence of the training log-densities: Q1 - 1.5 IQR."""
-        log_density = -self._apply_in_batches(X, self._anomaly_score, validate=False)
+        log_density = -self._apply_in_batches(X, self._negative_log_density, validate=False)
         q1, q3 = np.percentile(log_density, [25.0, 75.0])
         return float(q1 - 1.5 * (q3 - q1))
 
@@ -102,9 +106,10 @@ class BaseFlowDetector(BaseINNDetector):
         -------
         log_density : ndarray of shape (n_samples,)
             ``log p(x)`` with respect to the Lebesgue measure on the input
-            features; equal to ``score_samples(X)``.
+            features; for the detectors scored by their likelihood, equal to
+            ``score_samples(X)``.
         """
-        return self.score_samples(X)
+        return -self._apply_in_batches(X, self._negative_log_density)
 
 
 class FlowDetector(BaseFlowDetector):

@@ -1,0 +1,407 @@
+"""Log-likelihood ratio of two flows (Schirrmeister et al., 2020)."""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+import numpy as np
+import torch
+from sklearn.base import _fit_context, clone
+from sklearn.frozen import FrozenEstimator
+from sklearn.utils._param_validation import HasMethods, Interval
+from sklearn.utils.validation import check_is_fitted
+
+from ..auxiliary import FeaturePermutation
+from ._aux_input import check_aux_data
+from .flow import BaseFlowDetector, FlowDetector, flow_log_density, standard_normal_log_density
+
+
+class LikelihoodRatioDetector(BaseFlowDetector):
+    """Log-likelihood ratio of an in-distribution flow and a general flow.
+
+    Two normalizing flows of identical architecture are trained by maximum
+    likelihood: ``p_in`` on the training data X and ``p_g`` on a more
+    general distribution (``X_aux``, or samples of the ``auxiliary``
+    generator). Following the hierarchies-of-distributions method of
+    Schirrmeister et al. (2020), the normality score is the log-likelihood
+    ratio::
+
+        score_samples(x) = log p_in(x) - log p_g(x)
+
+    Whatever both models learn alike (the "domain prior") cancels, and what
+    sets the inliers apart from the general distribution remains. With
+    ``contamination="auto"`` the boundary is at log-ratio 0: a sample is an
+    inlier when the in-distribution model finds it more likely than the
+    general one.
+
+    The general model can be fitted once and reused: pass a fitted
+    :class:`~sklearn_flowod.FlowDetector` wrapped in
+    :class:`sklearn.frozen.FrozenEstimator` as ``aux_model``, and neither
+    ``fit`` nor ``clone`` (hence ``GridSearchCV``) refits it.
+
+    Optionally the in-distribution flow is also trained with the paper's
+    outlier loss: on auxiliary samples y, the log-likelihood ratio is read
+    as the logit of a classifier and pushed towards "general", i.e.
+    ``-log sigmoid((log p_g(y) - log p_in(y)) / T)`` is added with weight
+    ``outlier_weight`` (the general model is held fixed).
+
+    Parameters
+    ----------
+    aux_model : estimator or None, default=None
+        The general model. ``None``: a :class:`~sklearn_flowod.FlowDetector`
+        with this detector's architecture and training parameters, fitted
+        on the auxiliary data. A ``FrozenEstimator`` around a fitted flow
+        detector of this package: used as it is (never refitted). Another
+        (unfitted) flow detector of this package: cloned and fitted on the
+        auxiliary data.
+    auxiliary : generator or None, default=None
+        Transformer with ``fit``/``transform`` (see
+        :mod:`sklearn_flowod.auxiliary`) that makes the auxiliary data from
+        X when ``fit`` receives no ``X_aux``: ``auxiliary.fit(X).transform(X)``.
+        ``None`` means ``FeaturePermutation()``, the product of the
+        marginals. A generator whose ``random_state`` is None is seeded from
+        this detector's ``random_state``.
+    outlier_weight : float, default=0.0
+        Weight ``lambda`` of the outlier loss; 0 trains ``p_in`` by maximum
+        likelihood only.
+    outlier_temperature : float, default=1.0
+        Temperature ``T`` dividing the log-likelihood ratio (in nats) inside
+        the outlier loss's sigmoid.
+    n_blocks : int, default=8
+        Number of ``AllInOneBlock`` couplings of each flow.
+    hidden_size : int, default=64
+        Width of the single hidden layer of every coupling subnet.
+    affine_clamping : float, default=2.0
+        FrEIA's soft clamp of each coupling's log-scale.
+    global_affine_init : float, default=1.0
+        Initial value of every block's global scale.
+    soft_permutation : bool, default=True
+        Mix the features between blocks with a fixed random rotation
+        instead of a random permutation.
+    noise_std : float, default=0.05
+        Standard deviation of the dequantisation noise added to every
+        standardised training batch.
+    max_grad_norm : float or None, default=1.0
+        Clip the gradient norm of every step.
+    lr_schedule : {"constant", "cosine"}, default="cosine"
+        Learning-rate schedule.
+    max_epochs : int or "auto", default="auto"
+        Number of passes over the training data; ``"auto"`` chooses enough
+        epochs for about 1,200 optimiser steps.
+    batch_size : int, default=256
+        Rows per training step.
+    learning_rate : float, default=1e-3
+        Adam's step size.
+    weight_decay : float, default=0.0
+        Adam's L2 penalty.
+    validation_fraction : float or None, default=0.15
+        Fraction of the training data held out for the validation loss
+        curve and, with ``n_iter_no_change``, early stopping.
+    n_iter_no_change : int or None, default=None
+        Epochs without improvement of the validation loss before stopping;
+        ``None`` trains every epoch.
+    tol : float, default=1e-4
+        Minimum improvement of the validation loss.
+    standardize : bool, default=True
+        Standardise every feature with the training mean and standard
+        deviation before the in-distribution network (the general model
+        standardises with the auxiliary data's own statistics).
+    contamination : "auto" or float in (0, 0.5], default="auto"
+        ``"auto"``: ``offset_ = 0``, the boundary ``p_in(x) = p_g(x)``. A
+        float sets ``offset_`` so that this fraction of the training data
+        is flagged.
+    device : {"auto", "cpu", "cuda", "cuda:N"} or torch.device, default="auto"
+        Where to train and score.
+    random_state : int, RandomState instance or None, default=None
+        Controls both flows' initialisation, shuffling and noise and the
+        auxiliary samples. Global generators are untouched.
+    verbose : int, default=0
+        0 is silent; 1 shows a progress bar or logs every epoch.
+
+    Attributes
+    ----------
+    module_ : FrEIA.framework.SequenceINN
+        The trained in-distribution flow (float64, in evaluation mode).
+    aux_model_ : FlowDetector or FrozenEstimator
+        The fitted general model.
+    auxiliary_ : object or None
+        The fitted generator, or None when it was not needed (``X_aux``
+        given, or a frozen general model without outlier loss).
+    offset_ : float
+        Threshold subtracted from ``score_samples`` in ``decision_function``.
+    mean_, scale_ : ndarray of shape (n_features_in_,)
+        Standardisation applied before the in-distribution network.
+    loss_curve_ : list of float
+        Mean training loss of the in-distribution flow per epoch
+        (negative log-likelihood per dimension, plus the outlier loss).
+    validation_loss_curve_ : list of float
+        Validation loss per epoch, only when ``validation_fraction`` is set.
+    n_epochs_ : int
+        Number of epochs trained.
+    best_epoch_ : int
+        Epoch whose weights were kept.
+    device_ : torch.device
+        Device of the in-distribution network.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Column names, when ``X`` was a DataFrame with string column names.
+
+    See Also
+    --------
+    ContrastiveFlowDetector : One flow for the positive difference (p - q)+.
+
+    Notes
+    -----
+    **Where the ratio fails.** ``p_in / p_g`` is a quotient of two small
+    numbers wherever both models have little mass, so far from the training
+    data and the auxiliary data alike its value says little about
+    normality. For inliers N([1, 1], I) and auxiliary data N(0, I) the
+    log-ratio is ``x1 + x2 - 1``: it grows without bound along the
+    diagonal, so points far beyond the inliers score as more normal than
+    the inliers themselves (Schmier et al., 2023, section 5.1, Fig. 4). The
+    contrastive flow learns the normalised ``(p - q)+`` instead, which
+    vanishes away from the inliers; prefer it when outliers may lie far
+    from the auxiliary data. The ratio works when the general distribution
+    is broad and covers everywhere an outlier can be.
+
+    ``X_aux`` is routed through ``Pipeline`` and ``GridSearchCV`` as for
+    :class:`~sklearn_flowod.ContrastiveFlowDetector`, with the same two
+    traps (a routed ``X_aux`` is not transformed by earlier pipeline steps;
+    cross-validation slices an ``X_aux`` with as many rows as X), and the
+    same warnings.
+
+    References
+    ----------
+    R. T. Schirrmeister, Y. Zhou, T. Ball and D. Zhang. Understanding
+    anomaly detection with deep invertible networks through hierarchies of
+    distributions and features. NeurIPS 2020.
+
+    R. Schmier, U. Koethe and C.-N. Straehle. Positive difference
+    distribution for image outlier detection using normalizing flows and
+    contrastive data. TMLR 2023.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_flowod import LikelihoodRatioDetector
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.normal(scale=0.3, size=(300, 2))
+    >>> X_aux = rng.uniform(-4.0, 4.0, size=(301, 2))
+    >>> det = LikelihoodRatioDetector(max_epochs=10, random_state=0)
+    >>> det = det.fit(X, X_aux=X_aux)
+    >>> det.predict([[0.0, 0.0], [3.0, -3.0]])
+    array([ 1, -1])
+    """
+
+    _parameter_constraints: dict = {
+        **BaseFlowDetector._parameter_constraints,
+        "aux_model": [HasMethods(["fit", "score_samples"]), None],
+        "auxiliary": [HasMethods(["fit", "transform"]), None],
+        "outlier_weight": [Interval(Real, 0, None, closed="left")],
+        "outlier_temperature": [Interval(Real, 0, None, closed="neither")],
+    }
+
+    def __init__(
+        self,
+        *,
+        aux_model=None,
+        auxiliary=None,
+        outlier_weight=0.0,
+        outlier_temperature=1.0,
+        n_blocks=8,
+        hidden_size=64,
+        affine_clamping=2.0,
+        global_affine_init=1.0,
+        soft_permutation=True,
+        noise_std=0.05,
+        max_grad_norm=1.0,
+        lr_schedule="cosine",
+        max_epochs="auto",
+        batch_size=256,
+        learning_rate=1e-3,
+        weight_decay=0.0,
+        validation_fraction=0.15,
+        n_iter_no_change=None,
+        tol=1e-4,
+        standardize=True,
+        contamination="auto",
+        device="auto",
+        random_state=None,
+        verbose=0,
+    ):
+        self.aux_model = aux_model
+        self.auxiliary = auxiliary
+        self.outlier_weight = outlier_weight
+        self.outlier_temperature = outlier_temperature
+        self.n_blocks = n_blocks
+        self.hidden_size = hidden_size
+        self.affine_clamping = affine_clamping
+        self.global_affine_init = global_affine_init
+        self.soft_permutation = soft_permutation
+        self.noise_std = noise_std
+        self.max_grad_norm = max_grad_norm
+        self.lr_schedule = lr_schedule
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.standardize = standardize
+        self.contamination = contamination
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None, *, X_aux=None):
+        """Fit the general model (unless frozen) and the in-distribution flow.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data (mostly normal).
+        y : Ignored
+            Not used, present for API consistency by convention.
+        X_aux : array-like of shape (n_aux, n_features) or None, default=None
+            Samples of the general distribution, in the same feature space
+            as X. ``None`` uses the ``auxiliary`` generator.
+
+        Returns
+        -------
+        self : object
+            The fitted detector.
+        """
+        return self._fit(X, X_aux=X_aux)
+
+    # ------------------------------------------------------------------ #
+    # The general model and the auxiliary data
+    # ------------------------------------------------------------------ #
+    def _use_fit_params(self, X, generator, *, X_aux=None) -> None:
+        """Make the auxiliary data, fit the general model, prepare the outlier loss."""
+        seed = int(torch.randint(2**31 - 1, (1,), generator=generator, device=self.device_))
+        frozen = isinstance(self.aux_model, FrozenEstimator)
+        self.auxiliary_ = None
+        if X_aux is not None:
+            X_aux = check_aux_data(self, X, X_aux)
+        elif not frozen or self.outlier_weight > 0:
+            X_aux = self._generate_aux_data(X, seed)
+        self.aux_model_ = self._fit_aux_model(X, X_aux, seed)
+        self._outlier_data = None
+        if self.outlier_weight > 0:
+            log_p_g = self._general_flow().score_samples(X_aux)
+            self._outlier_data = (
+                self._to_model_input(X_aux, torch.float32, generator),
+                torch.as_tensor(log_p_g, dtype=torch.float32, device=self.device_),
+            )
+
+    def _generate_aux_data(self, X: np.ndarray, seed: int) -> np.ndarray:
+        auxiliary = FeaturePermutation() if self.auxiliary is None else clone(self.auxiliary)
+        if auxiliary.get_params().get("random_state", 0) is None:
+            auxiliary.set_params(random_state=seed)
+        self.auxiliary_ = auxiliary.fit(X)
+        return auxiliary.transform(X)
+
+    def _fit_aux_model(self, X: np.ndarray, X_aux, seed: int):
+        if isinstance(self.aux_model, FrozenEstimator):
+            flow = self.aux_model.estimator
+            self._check_flow(flow)
+            check_is_fitted(flow)
+            if flow.n_features_in_ != X.shape[1]:
+                raise ValueError(
+                    f"The frozen aux_model was fitted on {flow.n_features_in_} features, "
+                    f"but X has {X.shape[1]}."
+                )
+            return self.aux_model
+        if self.aux_model is None:
+            own = self.get_params(deep=False)
+            params = {k: own[k] for k in FlowDetector._get_param_names() if k in own}
+            flow = FlowDetector(**{**params, "contamination": "auto", "random_state": seed})
+        else:
+            flow = clone(self.aux_model)
+            self._check_flow(flow)
+        return flow.fit(X_aux)
+
+    @staticmethod
+    def _check_flow(flow) -> None:
+        if not isinstance(flow, BaseFlowDetector):
+            raise TypeError(
+                "aux_model must be a flow detector of sklearn_flowod (e.g. FlowDetector), "
+                "possibly wrapped in sklearn.frozen.FrozenEstimator: the ratio needs a "
+                f"normalised density; got {type(flow).__name__}."
+            )
+
+    def _general_flow(self) -> BaseFlowDetector:
+        model = self.aux_model_
+        return model.estimator if isinstance(model, FrozenEstimator) else model
+
+    # ------------------------------------------------------------------ #
+    # Training and scoring
+    # ------------------------------------------------------------------ #
+    def _log_density_input_space(self, module, batch: torch.Tensor) -> torch.Tensor:
+        """Training-time ``log p_in`` over the input features (1-D: padding removed).
+
+        With one feature the network models the feature jointly with a
+        standard normal padding column, so the padding's own log-density is
+        subtracted instead of integrating it out.
+        """
+        log_p = flow_log_density(module, batch) + self._input_space_correction()
+        if self.n_features_in_ == 1:
+            padding = batch[:, 1:] * self._input_divisor
+            log_p = log_p - standard_normal_log_density(padding) + math.log(self._input_divisor)
+        return log_p
+
+    def _loss(self, module, batch, generator):
+        """Negative log-likelihood per dimension, plus the weighted outlier loss."""
+        loss = self._nll(module, batch)
+        if self._outlier_data is None or not torch.is_grad_enabled():
+            return loss
+        aux, log_p_g = self._outlier_data
+        rows = torch.randint(aux.shape[0], (batch.shape[0],), generator=generator,
+                             device=aux.device)
+        log_p_in = self._log_density_input_space(module, aux[rows])
+        logit = (log_p_g[rows] - log_p_in) / self.outlier_temperature
+        outlier_loss = -torch.nn.functional.logsigmoid(logit).mean()
+        return loss + self.outlier_weight * outlier_loss / batch.shape[1]
+
+    def _after_training(self, module, X_train, X_val) -> None:
+        del self._outlier_data  # the auxiliary sample is not part of the model
+
+    def _to_general_input(self, batch: torch.Tensor) -> torch.Tensor:
+        """Re-standardise a model-space batch for the general flow (on its device)."""
+        n_features = self.n_features_in_
+        mean = torch.as_tensor(self.mean_, dtype=batch.dtype, device=batch.device)
+        scale = torch.as_tensor(self.scale_ * self._input_divisor, dtype=batch.dtype,
+                                device=batch.device)
+        raw = batch[:, :n_features] * scale + mean
+        return self._general_flow()._to_model_input(raw, batch.dtype)
+
+    def _anomaly_score(self, module, batch):
+        """``log p_g(x) - log p_in(x)``: the negative log-likelihood ratio."""
+        log_p_in = -self._negative_log_density(module, batch)
+        general = self._general_flow()
+        log_p_g = -general._negative_log_density(general.module_, self._to_general_input(batch))
+        return log_p_g.to(batch.device) - log_p_in
+
+    def _auto_offset(self, X: np.ndarray) -> float:
+        """The natural boundary: equal likelihood under both models."""
+        return 0.0
+
+    def log_density(self, X) -> np.ndarray:
+        """Log-density of the in-distribution flow, in the input space.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The samples to evaluate.
+
+        Returns
+        -------
+        log_density : ndarray of shape (n_samples,)
+            ``log p_in(x)``; ``score_samples(X)`` subtracts the general
+            model's ``log p_g(x)`` from it.
+        """
+        return super().log_density(X)
