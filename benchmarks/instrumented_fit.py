@@ -99,7 +99,7 @@ def _evaluator(detector, evaluation, record: FitRecord, start: float, spent: lis
             batch = detector._to_model_input(X_test, torch.float32)
             scores = detector._anomaly_score(module, batch).cpu().numpy()
         module.train()
-        auroc = roc_auc_score(y_test, np.nan_to_num(scores, nan=np.inf, posinf=1e300))
+        auroc = roc_auc_score(y_test, np.nan_to_num(scores, nan=1e300, posinf=1e300))
         end = time.perf_counter()
         spent[0] += end - begin
         record.curve.append((epoch, end - start - spent[0], float(auroc)))

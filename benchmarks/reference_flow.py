@@ -86,7 +86,7 @@ def train_reference_flow(
         flow.eval()
         with torch.inference_mode():
             scores = negative_log_likelihood(flow, X_test).numpy()
-        auroc = roc_auc_score(evaluation[1], np.nan_to_num(scores, nan=np.inf, posinf=1e300))
+        auroc = roc_auc_score(evaluation[1], np.nan_to_num(scores, nan=1e300, posinf=1e300))
         curve.append((epoch, elapsed, float(auroc)))
     return curve
 

@@ -25,9 +25,18 @@ from ._random import derive_seed
 from .networks import exact_inverse_permutations
 from .training import TrainingHistory, train_module
 
-#: Rows scored per batch: large enough to keep the device busy, small enough
-#: that scoring memory does not depend on the number of rows.
+#: Rows scored per batch on an accelerator: large enough to keep it busy, small
+#: enough that scoring memory does not depend on the number of rows.
 SCORING_BATCH_SIZE = 65_536
+
+#: Rows scored per batch on a CPU: a batch's intermediate arrays stay in the
+#: processor's caches (scoring with 65,536-row batches is about half as fast).
+CPU_SCORING_BATCH_SIZE = 4_096
+
+
+def scoring_batch_size(device: torch.device) -> int:
+    """Rows per scoring batch on ``device``."""
+    return CPU_SCORING_BATCH_SIZE if device.type == "cpu" else SCORING_BATCH_SIZE
 
 
 class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
@@ -270,7 +279,7 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
 
         Rows are validated (unless ``validate=False``, for arrays validated
         already), moved to the device, standardised and evaluated
-        ``SCORING_BATCH_SIZE`` at a time under ``torch.inference_mode``, so
+        :func:`scoring_batch_size` at a time under ``torch.inference_mode``, so
         memory beyond the output array does not grow with the number of rows.
         """
         if validate:
@@ -278,8 +287,9 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
             X = self._validate_input(X, reset=False)
         out = None
         with torch.inference_mode():
-            for start in range(0, X.shape[0], SCORING_BATCH_SIZE):
-                stop = start + SCORING_BATCH_SIZE
+            batch_size = scoring_batch_size(self.device_)
+            for start in range(0, X.shape[0], batch_size):
+                stop = start + batch_size
                 batch = self._to_model_input(X[start:stop], torch.float64)
                 result = fn(self.module_, batch).cpu().numpy()
                 if out is None:

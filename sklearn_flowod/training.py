@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -101,6 +102,7 @@ def train_module(
     generator: torch.Generator,
     validation_loss_fn: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
     epoch_callback: Callable[[nn.Module, int], None] | None = None,
+    compile: bool = False,
     verbose: int = 0,
 ) -> TrainingHistory:
     """Train ``module`` in place by minimising ``loss_fn`` over mini-batches.
@@ -145,6 +147,14 @@ def train_module(
         epoch (``epoch`` is 1-based), before the validation loss is computed,
         e.g. to update state that the loss depends on (kept in buffers of
         ``module`` so that early stopping restores it with the weights).
+    compile : bool, default=False
+        Run the module's forward (and backward) passes through
+        ``torch.compile``, which fuses the element-wise work of the coupling
+        blocks. Every step then sees a full batch (the rows left over by
+        the last full batch of an epoch wait for a later epoch's shuffle),
+        so that one compiled graph serves the whole training. If compiling
+        fails (e.g. no C++ compiler for a CPU), a warning is issued and
+        training goes on without it.
     verbose : int, default=0
         0 is silent; 1 shows a progress bar (tqdm) or logs one line per epoch.
 
@@ -161,6 +171,9 @@ def train_module(
     device = X_train.device
     n_samples = X_train.shape[0]
     steps_per_epoch = max(1, math.ceil(n_samples / batch_size))
+    if compile:
+        steps_per_epoch = max(1, n_samples // batch_size)
+    step_module = _Compiled(module) if compile else None
     optimizer = torch.optim.Adam(
         module.parameters(), lr=learning_rate, weight_decay=weight_decay
     )
@@ -182,7 +195,8 @@ def train_module(
         module.train()
         order = torch.randperm(n_samples, generator=generator, device=device)
         total = torch.zeros((), device=device)
-        for step, start in enumerate(range(0, n_samples, batch_size)):
+        for step in range(steps_per_epoch):
+            start = step * batch_size
             if schedule is not None:
                 lr = learning_rate * schedule(epoch * steps_per_epoch + step)
                 for group in optimizer.param_groups:
@@ -193,14 +207,17 @@ def train_module(
                     batch.shape, generator=generator, device=device, dtype=batch.dtype
                 )
                 batch = batch + noise_std * noise
-            loss = loss_fn(module, batch, generator)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if step_module is None:
+                loss = loss_fn(module, batch, generator)
+                loss.backward()
+            else:
+                loss = step_module.step(loss_fn, batch, generator)
             if max_grad_norm is not None:
                 nn.utils.clip_grad_norm_(module.parameters(), max_grad_norm)
             optimizer.step()
             total += loss.detach() * batch.shape[0]
-        epoch_loss = float(total) / n_samples
+        epoch_loss = float(total) / min(n_samples, steps_per_epoch * batch_size)
         if not math.isfinite(epoch_loss) or not _finite_weights(module):
             learning_rate = _recover(module, optimizer, snapshot, history, epoch, learning_rate)
             continue
@@ -234,6 +251,38 @@ def train_module(
         history.best_epoch = history.n_epochs
     module.eval()
     return history
+
+
+class _Compiled:
+    """Forward and backward of training steps through ``torch.compile``, or eager
+    ones once compiling has failed."""
+
+    def __init__(self, module: nn.Module):
+        self.module = module
+        self.compiled = torch.compile(module)
+        self.failed = False
+
+    def step(self, loss_fn: LossFn, batch: torch.Tensor, generator: torch.Generator):
+        """Compute the loss of ``batch`` and its gradients; return the loss."""
+        if not self.failed:
+            state = generator.get_state()
+            try:
+                loss = loss_fn(self.compiled, batch, generator)
+                loss.backward()
+                return loss
+            except Exception as error:  # noqa: BLE001 - any compiler failure
+                self.failed = True
+                self.module.zero_grad(set_to_none=True)
+                generator.set_state(state)
+                warnings.warn(
+                    f"torch.compile failed ({type(error).__name__}: {error}); training "
+                    "goes on without compiling.",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+        loss = loss_fn(self.module, batch, generator)
+        loss.backward()
+        return loss
 
 
 def _finite_weights(module: nn.Module) -> bool:

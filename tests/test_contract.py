@@ -140,6 +140,7 @@ def test_scores_do_not_depend_on_scoring_batches(detector, blobs, monkeypatch):
     X_test = np.vstack([X, X_out])
     whole = det.score_samples(X_test)
     monkeypatch.setattr(base, "SCORING_BATCH_SIZE", 7)
+    monkeypatch.setattr(base, "CPU_SCORING_BATCH_SIZE", 7)
     np.testing.assert_array_equal(det.score_samples(X_test), whole)
 
 

@@ -1,6 +1,8 @@
 """The shared training loop: curves, early stopping, divergence guard."""
 
+import contextlib
 import logging
+import shutil
 
 import numpy as np
 import pytest
@@ -131,3 +133,42 @@ def test_epoch_callback_sees_every_completed_epoch_and_its_state_is_restored():
     assert seen == list(range(1, history.n_epochs + 1))
     # early stopping restores the best epoch's buffers along with its weights
     assert float(module.last_epoch) == history.best_epoch == 1
+
+
+def test_compiling_trains_on_full_batches_only():
+    module, loss, rows = _problem()
+    seen = []
+
+    def recording_loss(m, batch, generator):
+        seen.append(batch.shape[0])
+        return loss(m, batch, generator)
+
+    expect_fallback = pytest.warns(RuntimeWarning, match="torch.compile failed")
+    with expect_fallback if _no_compiler() else contextlib.nullcontext():
+        train_module(module, recording_loss, rows[:60], max_epochs=2, batch_size=16,
+                     learning_rate=0.05, generator=_generator(), compile=True)
+    assert set(seen) == {16} and len(seen) >= 2 * 3  # 60 rows: 3 full batches an epoch
+
+
+def test_a_failing_compiler_falls_back_to_the_uncompiled_step(monkeypatch):
+    def broken(module, **kwargs):
+        def call(*args, **kw):
+            raise RuntimeError("no C++ compiler")
+
+        return call
+
+    module, loss, rows = _problem()
+    eager = train_module(module, loss, rows, max_epochs=5, batch_size=16, learning_rate=0.05,
+                         generator=_generator())
+    monkeypatch.setattr(torch, "compile", broken)
+    other, loss, rows = _problem()
+    with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler.*without compiling"):
+        fallback = train_module(other, loss, rows, max_epochs=5, batch_size=16,
+                                learning_rate=0.05, generator=_generator(), compile=True)
+    # 64 rows in batches of 16: the same batches, so the very same training
+    assert fallback.loss_curve == eager.loss_curve
+    assert torch.equal(other.weight, module.weight)
+
+
+def _no_compiler() -> bool:
+    return not any(shutil.which(cc) for cc in ("g++", "c++", "clang++", "cc", "gcc"))

@@ -17,8 +17,8 @@ class BaseINNDetector(BaseDeepDetector):
     Not to be used directly. Subclasses define their loss and score; this
     class turns ``n_blocks``, ``hidden_size``, ``affine_clamping``,
     ``global_affine_init`` and ``soft_permutation`` into the network, and
-    ``lr_schedule``, ``max_grad_norm`` and ``noise_std`` (in standardised
-    units) into training options.
+    ``lr_schedule``, ``max_grad_norm``, ``noise_std`` (in standardised
+    units) and ``compile`` into training options.
     """
 
     _parameter_constraints: dict = {
@@ -32,6 +32,7 @@ class BaseINNDetector(BaseDeepDetector):
         "noise_std": [Interval(Real, 0, None, closed="left")],
         "max_grad_norm": [Interval(Real, 0, None, closed="neither"), None],
         "lr_schedule": [StrOptions({"constant", "cosine"})],
+        "compile": ["boolean"],
     }
 
     def _module_config(self, n_features: int) -> dict:
@@ -53,4 +54,5 @@ class BaseINNDetector(BaseDeepDetector):
             "max_grad_norm": self.max_grad_norm,
             # the network sees standardised data divided by _input_divisor
             "noise_std": self.noise_std / self._input_divisor,
+            "compile": self.compile,
         }

@@ -10,7 +10,7 @@ import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
-from ..base import SCORING_BATCH_SIZE, BaseDeepDetector
+from ..base import BaseDeepDetector, scoring_batch_size
 from ..networks import build_bias_free_mlp, rowwise_forward
 from ..training import train_module
 
@@ -45,8 +45,8 @@ class SVDDNetwork(nn.Module):
 
 
 def _chunks(X: torch.Tensor):
-    return (X[start : start + SCORING_BATCH_SIZE]
-            for start in range(0, X.shape[0], SCORING_BATCH_SIZE))
+    size = scoring_batch_size(X.device)
+    return (X[start : start + size] for start in range(0, X.shape[0], size))
 
 
 class DeepSVDDDetector(BaseDeepDetector):

@@ -86,6 +86,14 @@ class LikelihoodRatioDetector(BaseFlowDetector):
         Clip the gradient norm of every step.
     lr_schedule : {"constant", "cosine"}, default="cosine"
         Learning-rate schedule.
+    compile : bool, default=False
+        Train through ``torch.compile``, which fuses the coupling blocks'
+        element-wise work: with large batches (e.g. ``batch_size=4096``) on
+        large tables, training runs several times faster. Compiling takes
+        tens of seconds once per process and data shape (and needs a C++
+        compiler on a CPU; without one a warning is issued and training
+        runs uncompiled). Every step then sees a full batch. Scoring is
+        never compiled.
     max_epochs : int or "auto", default="auto"
         Number of passes over the training data; ``"auto"`` chooses enough
         epochs for about 1,200 optimiser steps.
@@ -218,6 +226,7 @@ class LikelihoodRatioDetector(BaseFlowDetector):
         noise_std=0.05,
         max_grad_norm=1.0,
         lr_schedule="cosine",
+        compile=False,
         max_epochs="auto",
         batch_size=256,
         learning_rate=1e-3,
@@ -243,6 +252,7 @@ class LikelihoodRatioDetector(BaseFlowDetector):
         self.noise_std = noise_std
         self.max_grad_norm = max_grad_norm
         self.lr_schedule = lr_schedule
+        self.compile = compile
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate

@@ -1,0 +1,435 @@
+"""Training and scoring speed of the package's detectors, against the machine's limit.
+
+Usage (from the project root, ``pip install -e ".[bench,distributed]"``)::
+
+    python -m benchmarks.speed            # the full run (about 20 minutes on 2 cores)
+    python -m benchmarks.speed --quick    # a small grid, to check that it runs
+
+Writes ``benchmarks/results/speed.csv`` (one row per measurement, a
+``section`` column says which), ``speed.md`` (the tables) and
+``speed_fit_time.png`` (fit time against the number of rows). Sections:
+
+* ``matmul``: the dense float32 and float64 matrix-product rates of this
+  machine with the threads the run uses; model-FLOP utilisation (MFU) is
+  measured against them (:mod:`benchmarks.flops`).
+* ``throughput``: training rows per second of every package detector on
+  standard normal data, n rows x d features, at its default batch size and
+  at a large batch, timed inside the main training loop
+  (:mod:`benchmarks.instrumented_fit`), with the matmul FLOPs of a training
+  step and the MFU.
+* ``fit_time``: the default fit's wall-clock time for every n (d = 32).
+* ``convergence``: on a synthetic fraud-like table, the held-out AUROC after
+  every epoch of a 100-epoch run of each detector, the time its default fit
+  needs to come within 0.5 AUROC points of that converged value, and the
+  same for a plain torch + FrEIA training loop of the flow's network
+  (:mod:`benchmarks.reference_flow`); their ratio is the overhead ratio.
+* ``large_table``: the flows' default fit on a 280,000 x 30 fraud-like table.
+* ``scoring``: rows per second, matmul FLOPs per row and peak memory of
+  ``score_samples`` on 1e6 and 1e7 rows (30 features), each in a fresh
+  process (:mod:`benchmarks.scoring_memory`), and the reference loop's
+  float32 scoring rate.
+* ``pyod``: PyOD's DeepSVDD and AutoEncoder fit throughput at the same epochs.
+* ``distributed``: scoring 1e7 rows with ``score_partitions`` on a local Dask
+  cluster against in-process (:mod:`benchmarks.distributed_scoring`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import registry, report
+from .flops import matmul_rate
+from .instrumented_fit import instrumented_fit
+from .reference_flow import reference_scoring_rate, train_reference_flow
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+LARGE_BATCH = 4096
+#: AUROC points below the converged value that still count as converged.
+TOLERANCE = 0.005
+
+FULL = {
+    "rows": [1_000, 10_000, 100_000],
+    "features": [8, 32, 128, 512],
+    "throughput_rows": 10_000,
+    "convergence_rows": 20_000,
+    "convergence_epochs": 100,
+    "large_rows": 280_000,
+    "scoring_rows": [1_000_000, 10_000_000],
+    "distributed_rows": 10_000_000,
+}
+QUICK = {
+    "rows": [1_000, 10_000],
+    "features": [8, 32],
+    "throughput_rows": 2_000,
+    "convergence_rows": 4_000,
+    "convergence_epochs": 5,
+    "large_rows": 20_000,
+    "scoring_rows": [100_000, 1_000_000],
+    "distributed_rows": 1_000_000,
+}
+
+
+def _package(names=None) -> dict:
+    detectors = registry.package_detectors()
+    return {n: e for n, e in detectors.items() if names is None or n in names}
+
+
+def _make(entry, **params):
+    detector = entry.make(0)
+    return detector.set_params(device="cpu", **params)
+
+
+def throughput(grid: dict, rates: dict, log) -> list[dict]:
+    rows = []
+    rng = np.random.default_rng(0)
+    for d in grid["features"]:
+        X = rng.standard_normal((grid["throughput_rows"], d))
+        for name, entry in _package().items():
+            default_batch = entry.make(0).batch_size
+            for batch in sorted({default_batch, LARGE_BATCH}):
+                detector = _make(entry, batch_size=batch, max_epochs=2, validation_fraction=None)
+                record = instrumented_fit(detector, X)
+                rows.append({
+                    "section": "throughput", "detector": name, "rows": X.shape[0],
+                    "features": d, "batch_size": batch,
+                    "samples_per_s": record.samples_per_s,
+                    "flops_per_sample": record.flops_per_sample,
+                    "mfu": record.flops_per_sample * record.samples_per_s / rates["float32"],
+                })
+                log(f"throughput {name} d={d} batch={batch}: "
+                    f"{record.samples_per_s:,.0f} rows/s, MFU {rows[-1]['mfu']:.1%}")
+    return rows
+
+
+def fit_time(grid: dict, log) -> list[dict]:
+    rows = []
+    rng = np.random.default_rng(1)
+    for n in grid["rows"]:
+        X = rng.standard_normal((n, 32))
+        for name, entry in _package().items():
+            detector = _make(entry)
+            start = time.perf_counter()
+            detector.fit(X)
+            seconds = time.perf_counter() - start
+            rows.append({"section": "fit_time", "detector": name, "rows": n, "features": 32,
+                         "fit_s": seconds, "n_epochs": detector.n_epochs_})
+            log(f"fit time {name} n={n}: {seconds:.1f} s")
+    return rows
+
+
+def _fraud_split(n_rows: int, n_features: int = 30, seed: int = 0):
+    from sklearn_flowod.datasets import make_fraud_like
+
+    n_test = max(n_rows // 4, 2_000)
+    X, y = make_fraud_like(n_rows + n_test, n_components=n_features - 4, random_state=seed)
+    X_train = X[:n_rows][y[:n_rows] == 0]
+    return X_train, (X[n_rows:], y[n_rows:])
+
+
+def _converged_within(curve, target: float) -> float:
+    return next((seconds for _, seconds, auroc in curve if auroc >= target), float("inf"))
+
+
+def convergence(grid: dict, log) -> list[dict]:
+    X_train, evaluation = _fraud_split(grid["convergence_rows"])
+    epochs = grid["convergence_epochs"]
+    rows = []
+    reference = train_reference_flow(X_train, evaluation, epochs=epochs)
+    ref_final = reference[-1][2]
+    ref_time = _converged_within(reference, ref_final - TOLERANCE)
+    rows.append({"section": "convergence", "detector": "reference FrEIA loop (batch 256)",
+                 "rows": X_train.shape[0], "features": X_train.shape[1],
+                 "converged_auroc": ref_final, "default_auroc": np.nan,
+                 "time_to_converged_s": ref_time, "overhead_ratio": 1.0})
+    log(f"reference: AUROC {ref_final:.4f} after {epochs} epochs, within 0.5 points "
+        f"after {ref_time:.1f} s")
+    for name, entry in _package().items():
+        long_detector = _make(entry, max_epochs=epochs).fit(X_train)
+        converged = _test_auroc(long_detector, evaluation)
+        default = _make(entry)
+        record = instrumented_fit(default, X_train, evaluation=evaluation)
+        seconds = record.time_to_auroc(converged - TOLERANCE)
+        rows.append({
+            "section": "convergence", "detector": name, "rows": X_train.shape[0],
+            "features": X_train.shape[1], "converged_auroc": converged,
+            "default_auroc": _test_auroc(default, evaluation),
+            "time_to_converged_s": seconds, "default_fit_s": record.fit_s,
+            "reference_auroc": ref_final,
+            "time_to_reference_s": record.time_to_auroc(ref_final - TOLERANCE),
+        })
+        rows[-1]["overhead_ratio"] = ref_time / rows[-1]["time_to_reference_s"]
+        log(f"convergence {name}: converged AUROC {converged:.4f}, reached in {seconds:.1f} s; "
+            f"reference's AUROC reached in {rows[-1]['time_to_reference_s']:.1f} s")
+    return rows
+
+
+def _test_auroc(detector, evaluation) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(evaluation[1], detector.anomaly_score(evaluation[0])))
+
+
+def large_table(grid: dict, log) -> list[dict]:
+    X_train, evaluation = _fraud_split(grid["large_rows"])
+    rows = []
+    for name in ["FlowDetector", "ContrastiveFlowDetector"]:
+        entry = registry.package_detectors()[name]
+        detector = _make(entry)
+        record = instrumented_fit(detector, X_train, evaluation=evaluation)
+        final = _test_auroc(detector, evaluation)
+        best = max(auroc for _, _, auroc in record.curve)
+        rows.append({
+            "section": "large_table", "detector": name, "rows": X_train.shape[0],
+            "features": X_train.shape[1], "default_fit_s": record.fit_s,
+            "n_epochs": record.n_epochs, "default_auroc": final, "best_epoch_auroc": best,
+            "samples_per_s": record.samples_per_s,
+        })
+        log(f"large table {name}: fit {record.fit_s:.1f} s, AUROC {final:.4f}")
+    return rows
+
+
+def scoring(grid: dict, rates: dict, log) -> list[dict]:
+    rows = []
+    for name in _package():
+        for n in grid["scoring_rows"]:
+            out = subprocess.run(
+                [sys.executable, "-m", "benchmarks.scoring_memory", name, str(n), "30"],
+                capture_output=True, text=True, check=True,
+                cwd=Path(__file__).resolve().parent.parent,
+            )
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+            result["section"] = "scoring"
+            result["mfu"] = result["flops_per_row"] * result["rows_per_s"] / rates["float64"]
+            rows.append(result)
+            log(f"scoring {name} n={n}: {result['rows_per_s']:,.0f} rows/s, "
+                f"scoring peak {result['scoring_peak_bytes'] / 2**20:,.0f} MiB")
+    reference = reference_scoring_rate(30)
+    rows.append({"section": "scoring", "detector": "reference FrEIA loop (float32)",
+                 "rows": 200_000, "features": 30, "rows_per_s": reference})
+    return rows
+
+
+def pyod(grid: dict, log) -> list[dict]:
+    peers = registry.pyod_peers()
+    rows = []
+    n, epochs = grid["throughput_rows"], 5
+    X = np.random.default_rng(2).standard_normal((n, 32))
+    candidates = {
+        "PyOD DeepSVDD": lambda: peers["PyOD DeepSVDD"].make(0),
+        "PyOD AutoEncoder": lambda: peers["PyOD AutoEncoder"].make(0),
+    }
+    for name, make in candidates.items():
+        model = make()
+        if hasattr(model, "kwargs"):
+            model.kwargs["epochs"] = epochs
+        else:
+            model.set_params(epoch_num=epochs)
+        start = time.perf_counter()
+        model.fit(X)
+        seconds = time.perf_counter() - start
+        rows.append({"section": "pyod", "detector": name, "rows": n, "features": 32,
+                     "epochs": epochs, "samples_per_s": n * epochs / seconds})
+        log(f"{name}: {rows[-1]['samples_per_s']:,.0f} rows/s")
+    for name in ["DeepSVDDDetector", "InvertibleOneClassDetector", "FlowDetector"]:
+        detector = _make(registry.package_detectors()[name], max_epochs=epochs,
+                         validation_fraction=None)
+        start = time.perf_counter()
+        detector.fit(X)
+        seconds = time.perf_counter() - start
+        rows.append({"section": "pyod", "detector": name, "rows": n, "features": 32,
+                     "epochs": epochs, "samples_per_s": n * epochs / seconds})
+    return rows
+
+
+def distributed(grid: dict, log) -> list[dict]:
+    try:
+        from .distributed_scoring import ScoringConfig, measure
+    except ImportError:  # pragma: no cover - the distributed extra is missing
+        return []
+    config = ScoringConfig(rows=grid["distributed_rows"], features=30, repeats=1)
+    table = measure(config, log=log)
+    return [{"section": "distributed", "detector": "InvertibleOneClassDetector (small)",
+             "setting": row["setting"], "rows": row["rows"], "features": row["features"],
+             "rows_per_s": row["rows_per_s"], "equal_to_in_process": row["equal_to_in_process"]}
+            for row in table.to_dict("records")]
+
+
+# ---------------------------------------------------------------------- #
+# Result files
+# ---------------------------------------------------------------------- #
+def _rows_per_s(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def _tables(results: pd.DataFrame, rates: dict) -> str:
+    parts = [
+        "## This machine's dense matmul rate",
+        "",
+        f"float32: {rates['float32'] / 1e9:.1f} GFLOP/s, float64: {rates['float64'] / 1e9:.1f} "
+        f"GFLOP/s, with {rates['threads']} torch threads (2048 x 2048 products, best of "
+        "several). Model-FLOP utilisation (MFU) = matmul FLOPs per row x rows per second / "
+        "this rate (float32 for training, float64 for scoring, the precision each runs in).",
+        "",
+    ]
+    section = results[results["section"] == "throughput"]
+    if len(section):
+        pairs = zip(section["samples_per_s"], section["mfu"], strict=True)
+        cells = section.assign(cell=[f"{_rows_per_s(v)} ({m:.0%})" for v, m in pairs])
+        table = cells.pivot_table(index=["detector", "batch_size"], columns="features",
+                                  values="cell", aggfunc="first")
+        table.index = [f"{d}, batch {b}" for d, b in table.index]
+        table.columns = [f"d = {c}" for c in table.columns]
+        parts += ["## Training throughput: rows per second (MFU)", "",
+                  f"{int(section['rows'].iloc[0]):,} standard normal rows; timed inside the "
+                  "main training loop over two epochs (no validation split).", "",
+                  report.markdown_table(table), ""]
+    section = results[results["section"] == "fit_time"]
+    if len(section):
+        table = section.pivot_table(index="detector", columns="rows", values="fit_s")
+        table.columns = [f"n = {c:,}" for c in table.columns]
+        parts += ["## Default fit time in seconds (d = 32)", "",
+                  "![fit time against n](speed_fit_time.png)", "",
+                  report.markdown_table(table), ""]
+    section = results[results["section"] == "convergence"]
+    if len(section):
+        table = section.set_index("detector")[
+            ["rows", "converged_auroc", "default_auroc", "time_to_converged_s",
+             "default_fit_s", "time_to_reference_s", "overhead_ratio"]
+        ].copy()
+        for column in ["converged_auroc", "default_auroc"]:
+            table[column] = table[column] * 100
+        parts += ["## Time to the converged AUROC on a fraud-like table", "",
+                  "Converged AUROC: after 100 epochs of the same configuration (the "
+                  "reference: its own 100-epoch value). Time to converged: fit time of the "
+                  "default configuration until its held-out AUROC, checked after every "
+                  "epoch, is within 0.5 points of that value. Overhead ratio: the "
+                  "reference loop's time to within 0.5 points of its 100-epoch AUROC "
+                  "divided by the detector's time to the same AUROC.", "",
+                  report.markdown_table(table, "{:.2f}"), ""]
+    section = results[results["section"] == "large_table"]
+    if len(section):
+        table = section.set_index("detector")[
+            ["rows", "features", "default_fit_s", "n_epochs", "samples_per_s",
+             "default_auroc", "best_epoch_auroc"]
+        ].copy()
+        for column in ["default_auroc", "best_epoch_auroc"]:
+            table[column] = table[column] * 100
+        parts += ["## Default fit on a 280,000-row fraud-like table", "",
+                  "Training rows are the normal rows among the first 280,000 of "
+                  "`make_fraud_like` with 30 columns; best epoch AUROC: the best held-out "
+                  "AUROC seen after any epoch of the same fit.", "",
+                  report.markdown_table(table, "{:.2f}"), ""]
+    section = results[results["section"] == "scoring"]
+    if len(section):
+        table = section.set_index(["detector", "rows"])[
+            ["rows_per_s", "flops_per_row", "mfu", "scoring_peak_bytes", "output_bytes"]
+        ].copy()
+        table["rows_per_s"] = table["rows_per_s"].map(_rows_per_s)
+        table["mfu"] = table["mfu"].map(lambda v: "" if pd.isna(v) else f"{v:.0%}")
+        for column in ["scoring_peak_bytes", "output_bytes"]:
+            table[column] = table[column] / 2**20
+        table = table.rename(columns={"scoring_peak_bytes": "scoring peak (MiB)",
+                                      "output_bytes": "output (MiB)"})
+        table.index = [f"{d}, {int(n):,} rows" for d, n in table.index]
+        parts += ["## Scoring: rows per second and memory (30 features)", "",
+                  "`score_samples` on float32 input in a fresh process; scoring peak: peak "
+                  "resident memory minus the resident memory just before scoring (input "
+                  "already in memory). The reference row scores in float32 with untrained "
+                  "weights; the detectors score in float64.", "",
+                  report.markdown_table(table, "{:,.0f}"), ""]
+    section = results[results["section"] == "pyod"]
+    if len(section):
+        table = section.set_index("detector")[["rows", "features", "epochs", "samples_per_s"]]
+        table = table.assign(samples_per_s=table["samples_per_s"].map(_rows_per_s))
+        parts += ["## Fit throughput next to PyOD (rows per second)", "",
+                  "Whole `fit` at each library's defaults except the epochs.", "",
+                  report.markdown_table(table), ""]
+    section = results[results["section"] == "distributed"]
+    if len(section):
+        table = section.set_index("setting")[["rows", "features", "rows_per_s",
+                                              "equal_to_in_process"]]
+        table = table.assign(rows_per_s=table["rows_per_s"].map(_rows_per_s))
+        parts += ["## Scoring on a local Dask cluster", "",
+                  "`score_partitions` on a `LocalCluster` (2 workers x 1 thread) against "
+                  "in-process scoring of the same rows; see `distributed_scoring.py`.", "",
+                  report.markdown_table(table), ""]
+    return "\n".join(parts)
+
+
+def _figure(results: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    section = results[results["section"] == "fit_time"]
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    for name, group in section.groupby("detector"):
+        ax.plot(group["rows"], group["fit_s"], marker="o", label=name)
+    ax.set(xscale="log", yscale="log", xlabel="training rows n (d = 32)",
+           ylabel="default fit time (s)", title="Fit time against the number of rows")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+SECTIONS = ["throughput", "fit_time", "convergence", "large_table", "scoring", "pyod",
+            "distributed"]
+
+
+def main(argv=None) -> pd.DataFrame:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a small grid")
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=SECTIONS)
+    parser.add_argument("--name", default="speed", help="stem of the result files")
+    parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
+    args = parser.parse_args(argv)
+    grid = QUICK if args.quick else FULL
+    command = "python -m benchmarks.speed " + " ".join(sys.argv[1:] if argv is None else argv)
+
+    def log(message):
+        print(message, flush=True)
+
+    rates = {"float32": matmul_rate(torch.float32), "float64": matmul_rate(torch.float64),
+             "threads": torch.get_num_threads()}
+    rows = [{"section": "matmul", "detector": "", "dtype": dtype, "flops_per_s": rates[dtype],
+             "torch_threads": rates["threads"]} for dtype in ["float32", "float64"]]
+    for section in args.sections:
+        if section == "throughput":
+            rows += throughput(grid, rates, log)
+        elif section == "fit_time":
+            rows += fit_time(grid, log)
+        elif section == "convergence":
+            rows += convergence(grid, log)
+        elif section == "large_table":
+            rows += large_table(grid, log)
+        elif section == "scoring":
+            rows += scoring(grid, rates, log)
+        elif section == "pyod":
+            rows += pyod(grid, log)
+        else:
+            rows += distributed(grid, log)
+    results = pd.DataFrame(rows)
+    page = report.header("Training and scoring speed", command.strip()) + "\n"
+    page += _tables(results, rates)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    results.to_csv(args.out_dir / f"{args.name}.csv", index=False, float_format="%.6g")
+    (args.out_dir / f"{args.name}.md").write_text(page)
+    if "fit_time" in args.sections:
+        _figure(results, args.out_dir / f"{args.name}_fit_time.png")
+    return results
+
+
+if __name__ == "__main__":  # dask worker processes re-import this module
+    main()
