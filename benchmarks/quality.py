@@ -75,9 +75,11 @@ def main(argv=None) -> pd.DataFrame:
     )
     args = parser.parse_args(argv)
     command = "python -m benchmarks.quality " + " ".join(sys.argv[1:] if argv is None else argv)
+    # The header names the code that runs now, before anything else can change.
+    header = report.header("Detection quality on ADBench", command.strip())
     if args.from_csv:
         results = pd.read_csv(args.out_dir / f"{args.name}.csv")
-        _write_tables(results, args.out_dir / f"{args.name}.md", command.strip())
+        _write_tables(results, args.out_dir / f"{args.name}.md", header)
         return results
 
     datasets = args.datasets or adbench.available(args.data_dir)
@@ -107,7 +109,7 @@ def main(argv=None) -> pd.DataFrame:
         results = pd.concat([results, *_included(args, datasets, seeds, detectors)])
     args.out_dir.mkdir(parents=True, exist_ok=True)
     results.to_csv(args.out_dir / f"{args.name}.csv", index=False, float_format="%.6g")
-    _write_tables(results, args.out_dir / f"{args.name}.md", command.strip())
+    _write_tables(results, args.out_dir / f"{args.name}.md", header)
     return results
 
 
@@ -122,10 +124,9 @@ def _included(args, datasets, seeds, detectors) -> list[pd.DataFrame]:
     return frames
 
 
-def _write_tables(results: pd.DataFrame, path: Path, command: str) -> None:
+def _write_tables(results: pd.DataFrame, path: Path, header: str) -> None:
     seeds = ", ".join(str(s) for s in sorted(results["seed"].unique()))
-    text = report.header("Detection quality on ADBench", command)
-    text += (
+    text = header + (
         f"\nProtocol: `benchmarks/adbench.py` (one-class, seeds {seeds}, StandardScaler on "
         "train).\n\n"
     )

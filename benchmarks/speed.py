@@ -401,6 +401,7 @@ def main(argv=None) -> pd.DataFrame:
     def log(message):
         print(message, flush=True)
 
+    page = report.header("Training and scoring speed", command.strip()) + "\n"
     rates = {"float32": matmul_rate(torch.float32), "float64": matmul_rate(torch.float64),
              "threads": torch.get_num_threads()}
     rows = [{"section": "matmul", "detector": "", "dtype": dtype, "flops_per_s": rates[dtype],
@@ -421,7 +422,6 @@ def main(argv=None) -> pd.DataFrame:
         else:
             rows += distributed(grid, log)
     results = pd.DataFrame(rows)
-    page = report.header("Training and scoring speed", command.strip()) + "\n"
     page += _tables(results, rates)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     results.to_csv(args.out_dir / f"{args.name}.csv", index=False, float_format="%.6g")
