@@ -36,10 +36,27 @@ def available(data_dir: Path = DEFAULT_DATA_DIR) -> list[str]:
     return sorted(p.stem for p in Path(data_dir).glob("*.npz"))
 
 
-def load_split(name: str, seed: int, data_dir: Path = DEFAULT_DATA_DIR) -> Split:
-    """Apply the protocol to data set ``name`` for ``seed``."""
+#: A stand-in data set made by the package itself, for runs without the ADBench files.
+SYNTHETIC = "synthetic_fraud_like"
+
+
+def _arrays(name: str, data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    if name == SYNTHETIC:
+        from sklearn_flowod.datasets import make_fraud_like
+
+        X, y = make_fraud_like(4_000, fraud_fraction=0.05, random_state=0)
+        return X, y
     with np.load(Path(data_dir) / f"{name}.npz", allow_pickle=False) as data:
-        X, y = data["X"].astype(np.float64), data["y"].astype(int)
+        return data["X"].astype(np.float64), data["y"].astype(int)
+
+
+def load_split(name: str, seed: int, data_dir: Path = DEFAULT_DATA_DIR) -> Split:
+    """Apply the protocol to data set ``name`` for ``seed``.
+
+    ``name`` is an ADBench file stem in ``data_dir``, or :data:`SYNTHETIC`
+    for 4,000 rows of the package's synthetic fraud-like table.
+    """
+    X, y = _arrays(name, data_dir)
     rng = np.random.RandomState(seed)
     normal = np.flatnonzero(y == 0)[rng.permutation(int((y == 0).sum()))]
     half = len(normal) // 2

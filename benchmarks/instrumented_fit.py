@@ -6,8 +6,9 @@ for the duration of one ``fit`` with a wrapper that
 
 * counts the matmul FLOPs of one training step (forward and backward of the
   detector's own loss on a real batch), per training row;
-* times the main loop (pre-training such as the contrastive flow's warm-up
-  and the fit's set-up and threshold scoring are outside it);
+* times the main loop (pre-training such as the contrastive flow's warm-up,
+  the likelihood ratio's general flow, the fit's set-up and threshold
+  scoring are outside it);
 * optionally evaluates a held-out AUROC after every epoch, the time spent
   evaluating being subtracted from the loop's clock.
 
@@ -61,8 +62,19 @@ class FitRecord:
 @contextmanager
 def _wrapped_training(record: FitRecord, detector, evaluation):
     original = package_base.train_module
+    original_fit = package_base.BaseDeepDetector._fit
+    fitting = []  # the detectors whose fit is running, innermost last
+
+    def fit_wrapper(self, X, **fit_params):
+        fitting.append(self)
+        try:
+            return original_fit(self, X, **fit_params)
+        finally:
+            fitting.pop()
 
     def wrapper(module, loss_fn, X_train, X_val=None, **options):
+        if fitting[-1] is not detector:  # e.g. the likelihood ratio's general flow
+            return original(module, loss_fn, X_train, X_val, **options)
         batch = X_train[: options["batch_size"]]
         generator = torch.Generator(device=X_train.device).manual_seed(0)
         module.train()
@@ -83,10 +95,12 @@ def _wrapped_training(record: FitRecord, detector, evaluation):
         return history
 
     package_base.train_module = wrapper
+    package_base.BaseDeepDetector._fit = fit_wrapper
     try:
         yield
     finally:
         package_base.train_module = original
+        package_base.BaseDeepDetector._fit = original_fit
 
 
 def _evaluator(detector, evaluation, record: FitRecord, start: float, spent: list) -> Callable:
@@ -95,9 +109,17 @@ def _evaluator(detector, evaluation, record: FitRecord, start: float, spent: lis
     def callback(module, epoch):
         begin = time.perf_counter()
         module.eval()
+        # State fixed after training (the invertible net's latent scale) is taken
+        # as 1 meanwhile: it rescales every latent code alike.
+        provisional = (not hasattr(detector, "latent_scale_")
+                       and "calibration_quantile" in detector.get_params())
+        if provisional:
+            detector.latent_scale_ = 1.0
         with torch.inference_mode():
             batch = detector._to_model_input(X_test, torch.float32)
-            scores = detector._anomaly_score(module, batch).cpu().numpy()
+            scores = detector._anomaly_score(module, batch).cpu().numpy().astype(np.float64)
+        if provisional:
+            del detector.latent_scale_
         module.train()
         auroc = roc_auc_score(y_test, np.nan_to_num(scores, nan=1e300, posinf=1e300))
         end = time.perf_counter()

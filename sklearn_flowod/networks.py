@@ -175,25 +175,21 @@ def build_bias_free_mlp(
     return nn.Sequential(*layers)
 
 
-def rowwise_forward(mlp: nn.Sequential, x, max_elements: int = 2**22):
-    """Evaluate a bias-free MLP so that every row's result is bitwise
-    independent of the other rows in the batch.
+#: Fewer rows than this are repeated up to it before a network (see :func:`with_min_rows`).
+MIN_ROWS = 8
 
-    Matrix products on the CPU change their summation order with the number
-    of rows (a single row takes a different kernel than many), which makes
-    float64 scores depend on how the rows were batched in the last bits.
-    Here each linear layer is an elementwise product summed over its inputs,
-    in chunks of at most ``max_elements`` products; the same rows give the
-    same results however they are batched.
+
+def with_min_rows(fn, x: torch.Tensor, min_rows: int = MIN_ROWS) -> torch.Tensor:
+    """Evaluate the row-wise function ``fn`` on ``x``, on at least ``min_rows`` rows.
+
+    Matrix products of very few rows take other CPU kernels than those of
+    many rows, which changes the last bits of the result. Repeating a small
+    batch up to ``min_rows`` rows (and keeping the first copy's results)
+    makes every row's result the same, bit for bit on one thread, however
+    the rows were batched; with several threads the work is split by row
+    count and results may differ at the level of float64 rounding.
     """
-    for layer in mlp:
-        if isinstance(layer, nn.Linear):
-            weight = layer.weight
-            rows = max(1, max_elements // weight.numel())
-            x = torch.cat(
-                [(x[start : start + rows].unsqueeze(1) * weight).sum(dim=-1)
-                 for start in range(0, x.shape[0], rows)]
-            )
-        else:
-            x = layer(x)
-    return x
+    n_rows = x.shape[0]
+    if n_rows >= min_rows:
+        return fn(x)
+    return fn(x.repeat(-(-min_rows // n_rows), 1))[:n_rows]

@@ -10,7 +10,7 @@ from torch import nn
 
 from sklearn_flowod import DeepSVDDDetector
 from sklearn_flowod._random import derive_seed
-from sklearn_flowod.networks import build_bias_free_mlp, rowwise_forward
+from sklearn_flowod.networks import build_bias_free_mlp, with_min_rows
 
 SMALL = {"hidden_sizes": (32,), "representation_size": 8, "device": "cpu"}
 
@@ -57,15 +57,16 @@ def test_encoder_has_no_bias_and_no_bounded_activation(
     n_rows=st.integers(1, 40),
     seed=st.integers(0, 2**16),
 )
-def test_rowwise_forward_matches_the_network(hidden_sizes, n_rows, seed):
+def test_rows_score_alike_alone_and_in_a_batch(hidden_sizes, n_rows, seed):
     mlp = build_bias_free_mlp(5, hidden_sizes, 3, seed=seed).to(torch.float64)
     x = torch.randn(n_rows, 5, generator=torch.Generator().manual_seed(seed),
                     dtype=torch.float64)
     with torch.no_grad():
-        torch.testing.assert_close(rowwise_forward(mlp, x, max_elements=50), mlp(x))
-        # each row gives bitwise the same result alone as in the batch
-        alone = torch.cat([rowwise_forward(mlp, x[i : i + 1]) for i in range(n_rows)])
-        assert torch.equal(alone, rowwise_forward(mlp, x))
+        whole = with_min_rows(mlp, x)
+        torch.testing.assert_close(whole, mlp(x))
+        # each row gives bitwise the same result alone as in the batch (one thread)
+        alone = torch.cat([with_min_rows(mlp, x[i : i + 1]) for i in range(n_rows)])
+        assert torch.equal(alone, whole)
 
 
 @pytest.mark.parametrize("objective", ["one-class", "soft-boundary"])

@@ -11,7 +11,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
 from ..base import BaseDeepDetector, scoring_batch_size
-from ..networks import build_bias_free_mlp, rowwise_forward
+from ..networks import build_bias_free_mlp, with_min_rows
 from ..training import train_module
 
 
@@ -38,9 +38,9 @@ class SVDDNetwork(nn.Module):
         """``||phi(x) - c||^2`` of every row.
 
         ``rowwise=True`` (scoring) makes every row's result independent of
-        the batch it is evaluated in (see :func:`rowwise_forward`).
+        the batch it is evaluated in (see :func:`with_min_rows`).
         """
-        z = rowwise_forward(self.encoder, x) if rowwise else self.encoder(x)
+        z = with_min_rows(self.encoder, x) if rowwise else self.encoder(x)
         return (z - self.center).square().sum(dim=1)
 
 
@@ -393,4 +393,4 @@ class DeepSVDDDetector(BaseDeepDetector):
         Z : ndarray of shape (n_samples, representation_size)
             ``phi(X)``; ``anomaly_score`` is derived from ``||Z - center_||^2``.
         """
-        return self._apply_in_batches(X, lambda module, x: rowwise_forward(module.encoder, x))
+        return self._apply_in_batches(X, lambda module, x: with_min_rows(module.encoder, x))

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import torch
 
+from ..networks import with_min_rows
 from ._inn import BaseINNDetector
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -46,21 +47,14 @@ class BaseFlowDetector(BaseINNDetector):
         """
         return -float(np.sum(np.log(self.scale_ * self._input_divisor)))
 
-    #: Fewer rows than this are repeated up to it before the network (see below).
-    _min_scoring_rows = 8
-
     def _anomaly_score(self, module, batch):
         return self._negative_log_density(module, batch)
 
     def _negative_log_density(self, module, batch: torch.Tensor) -> torch.Tensor:
         """``-log p(x)`` over the input features for a model-space batch."""
-        n_rows = batch.shape[0]
-        if n_rows < self._min_scoring_rows:
-            # Matrix products of very few rows take other CPU kernels, which
-            # change the last bits of the result; repeating the rows keeps every
-            # row's score independent of how the rows were batched.
-            copies = -(-self._min_scoring_rows // n_rows)
-            return self._negative_log_density(module, batch.repeat(copies, 1))[:n_rows]
+        return with_min_rows(lambda rows: self._rows_negative_log_density(module, rows), batch)
+
+    def _rows_negative_log_density(self, module, batch: torch.Tensor) -> torch.Tensor:
         if self.n_features_in_ == 1:
             return -(self._padded_marginal(module, batch) + self._input_space_correction())
         return -(flow_log_density(module, batch) + self._input_space_correction())

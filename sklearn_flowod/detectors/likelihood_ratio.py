@@ -387,14 +387,15 @@ class LikelihoodRatioDetector(BaseFlowDetector):
         scale = torch.as_tensor(self.scale_ * self._input_divisor, dtype=batch.dtype,
                                 device=batch.device)
         raw = batch[:, :n_features] * scale + mean
-        return self._general_flow()._to_model_input(raw, batch.dtype)
+        general = self._general_flow()
+        return general._to_model_input(raw, next(general.module_.parameters()).dtype)
 
     def _anomaly_score(self, module, batch):
         """``log p_g(x) - log p_in(x)``: the negative log-likelihood ratio."""
         log_p_in = -self._negative_log_density(module, batch)
         general = self._general_flow()
         log_p_g = -general._negative_log_density(general.module_, self._to_general_input(batch))
-        return log_p_g.to(batch.device) - log_p_in
+        return log_p_g.to(device=batch.device, dtype=batch.dtype) - log_p_in
 
     def _auto_offset(self, X: np.ndarray) -> float:
         """The natural boundary: equal likelihood under both models."""
