@@ -1,0 +1,57 @@
+"""The measuring tools of the speed benchmark (the quick quality run is in CI)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks import adbench
+from benchmarks.flops import count_flops
+from benchmarks.instrumented_fit import instrumented_fit
+from sklearn_flowod import FlowDetector, LikelihoodRatioDetector
+
+SMALL = {"n_blocks": 2, "hidden_size": 16, "device": "cpu", "random_state": 0,
+         "validation_fraction": None}
+
+
+def test_matmul_flops_are_counted_exactly():
+    layer = torch.nn.Linear(6, 5, bias=False)
+    x = torch.randn(7, 6)
+    assert count_flops(layer, x) == 2 * 7 * 6 * 5
+
+
+def test_instrumented_fit_times_the_main_loop_and_scores_every_epoch():
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(600, 3))
+    X_test = np.r_[rng.normal(size=(100, 3)), rng.normal(loc=5.0, size=(20, 3))]
+    y_test = np.r_[np.zeros(100), np.ones(20)]
+    record = instrumented_fit(FlowDetector(max_epochs=4, **SMALL), X,
+                              evaluation=(X_test, y_test))
+    assert record.n_epochs == 4 and record.n_train == 600
+    assert [epoch for epoch, _, _ in record.curve] == [1, 2, 3, 4]
+    seconds = [s for _, s, _ in record.curve]
+    assert seconds == sorted(seconds) and seconds[-1] <= record.train_s <= record.fit_s
+    assert record.curve[-1][2] > 0.9
+    assert record.time_to_auroc(0.0) <= record.fit_s
+    assert math.isinf(record.time_to_auroc(1.1))
+    # forward and backward of the matrix products: more than one forward pass
+    forward = 2 * 2 * (2 * 16 + 16 * 2 * 1 + 3 * 3)  # two blocks, per row
+    assert forward < record.flops_per_sample < 4 * forward
+
+
+def test_instrumented_fit_measures_the_detector_not_its_inner_fits():
+    X = np.random.RandomState(0).normal(size=(400, 3))
+    record = instrumented_fit(LikelihoodRatioDetector(max_epochs=2, **SMALL), X)
+    # the general flow is fitted on as many generated rows, inside fit: the record
+    # belongs to the in-distribution flow's loop (one timing, one FLOP count)
+    assert record.n_train == 400 and record.n_epochs == 2
+    assert record.samples_per_s > 0
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_synthetic_split_follows_the_protocol(seed):
+    split = adbench.load_split(adbench.SYNTHETIC, seed)
+    assert set(np.unique(split.y_test)) == {0, 1}
+    np.testing.assert_allclose(split.X_train.mean(axis=0), 0.0, atol=1e-9)
+    assert split.X_train.shape[1] == split.X_test.shape[1] == 14
