@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -426,6 +427,10 @@ def main(argv=None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a small grid")
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=SECTIONS)
+    parser.add_argument(
+        "--update", action="store_true",
+        help="keep the rows of the sections not run from the existing <name>.csv",
+    )
     parser.add_argument("--name", default="speed", help="stem of the result files")
     parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
@@ -435,7 +440,10 @@ def main(argv=None) -> pd.DataFrame:
     def log(message):
         print(message, flush=True)
 
-    page = report.header("Training and scoring speed", command.strip()) + "\n"
+    page = report.header("Training and scoring speed", command.strip())
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    page += (f"- torch threads: {torch.get_num_threads()}; load average (1, 5, 15 min) "
+             f"before the run: {load}\n\n")
     rates = {"float32": matmul_rate(torch.float32), "float64": matmul_rate(torch.float64),
              "threads": torch.get_num_threads()}
     rows = [{"section": "matmul", "detector": "", "dtype": dtype, "flops_per_s": rates[dtype],
@@ -456,9 +464,16 @@ def main(argv=None) -> pd.DataFrame:
         else:
             rows += distributed(grid, log)
     results = pd.DataFrame(rows)
+    csv_path = args.out_dir / f"{args.name}.csv"
+    if args.update and csv_path.exists():
+        earlier = pd.read_csv(csv_path)
+        kept = earlier[~earlier["section"].isin(["matmul", *args.sections])]
+        results = pd.concat([results, kept], ignore_index=True)
+        page += ("Sections " + ", ".join(sorted(set(kept["section"]))) + " are kept from an "
+                 "earlier run (see the git history of this file for its header).\n\n")
     page += _tables(results, rates)
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    results.to_csv(args.out_dir / f"{args.name}.csv", index=False, float_format="%.6g")
+    results.to_csv(csv_path, index=False, float_format="%.6g")
     (args.out_dir / f"{args.name}.md").write_text(page)
     if "fit_time" in args.sections:
         figure_dir = FIGURE_DIR if args.out_dir == RESULTS_DIR else args.out_dir
