@@ -1,14 +1,15 @@
 """Scoring throughput and peak memory of one detector, in a fresh process.
 
 Run by the speed benchmark as ``python -m benchmarks.scoring_memory
-DETECTOR ROWS FEATURES``; prints one JSON object. A fresh process makes the
-peak resident memory (``ru_maxrss``) that of this measurement alone.
+DETECTOR ROWS FEATURES``; prints one JSON object. A fresh process holds
+nothing but this measurement.
 
 The detector (defaults, two epochs) is fitted on 10,000 standard normal
 rows. The rows to score are then written into one preallocated float32
 array, chunk by chunk, so that making them needs no temporary copy; the
-resident memory just before scoring is the baseline, and the scoring's own
-peak is ``ru_maxrss`` minus that baseline.
+resident memory just before scoring is the baseline; the kernel's peak
+record is restarted there, and the scoring's own peak is the peak resident
+memory during scoring minus that baseline.
 """
 
 from __future__ import annotations
@@ -33,6 +34,24 @@ def _resident_bytes() -> int:
         return int(f.read().split()[1]) * resource.getpagesize()
 
 
+def _reset_peak() -> None:
+    """Restart the kernel's peak-resident-memory record (VmHWM) from the current size.
+
+    ``ru_maxrss`` cannot be used: a process started by ``fork`` inherits its
+    parent's record, and the benchmark's parent process is large.
+    """
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def _peak_resident_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise OSError("no VmHWM in /proc/self/status")
+
+
 def measure(name: str, n_rows: int, n_features: int, seed: int = 0) -> dict:
     """Fit ``name`` briefly, then time ``score_samples`` on ``n_rows`` rows."""
     detector = registry.named_detectors()[name].make(seed)
@@ -48,10 +67,11 @@ def measure(name: str, n_rows: int, n_features: int, seed: int = 0) -> dict:
         batch = detector._to_model_input(X[:4096], torch.float64)
         flops = count_flops(detector._anomaly_score, detector.module_, batch) / batch.shape[0]
     before = _resident_bytes()
+    _reset_peak()
     start = time.perf_counter()
     scores = detector.score_samples(X)
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = _peak_resident_bytes()
     return {
         "detector": name,
         "rows": n_rows,
