@@ -444,8 +444,16 @@ def main(argv=None) -> pd.DataFrame:
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     page += (f"- torch threads: {torch.get_num_threads()}; load average (1, 5, 15 min) "
              f"before the run: {load}\n\n")
-    rates = {"float32": matmul_rate(torch.float32), "float64": matmul_rate(torch.float64),
-             "threads": torch.get_num_threads()}
+    csv_path = args.out_dir / f"{args.name}.csv"
+    earlier = pd.read_csv(csv_path) if args.update and csv_path.exists() else None
+    if earlier is not None:  # the kept sections' utilisation was computed with these
+        matmul = earlier[earlier["section"] == "matmul"].set_index("dtype")
+        rates = {"float32": float(matmul.loc["float32", "flops_per_s"]),
+                 "float64": float(matmul.loc["float64", "flops_per_s"]),
+                 "threads": int(matmul["torch_threads"].iloc[0])}
+    else:
+        rates = {"float32": matmul_rate(torch.float32), "float64": matmul_rate(torch.float64),
+                 "threads": torch.get_num_threads()}
     rows = [{"section": "matmul", "detector": "", "dtype": dtype, "flops_per_s": rates[dtype],
              "torch_threads": rates["threads"]} for dtype in ["float32", "float64"]]
     for section in args.sections:
@@ -464,13 +472,12 @@ def main(argv=None) -> pd.DataFrame:
         else:
             rows += distributed(grid, log)
     results = pd.DataFrame(rows)
-    csv_path = args.out_dir / f"{args.name}.csv"
-    if args.update and csv_path.exists():
-        earlier = pd.read_csv(csv_path)
+    if earlier is not None:
         kept = earlier[~earlier["section"].isin(["matmul", *args.sections])]
         results = pd.concat([results, kept], ignore_index=True)
-        page += ("Sections " + ", ".join(sorted(set(kept["section"]))) + " are kept from an "
-                 "earlier run (see the git history of this file for its header).\n\n")
+        page += ("Sections " + ", ".join(sorted(set(kept["section"]))) + " and the matmul "
+                 "rates are kept from an earlier run (see the git history of this file for "
+                 "its header).\n\n")
     page += _tables(results, rates)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     results.to_csv(csv_path, index=False, float_format="%.6g")
