@@ -301,12 +301,24 @@ def _rows_per_s(value: float) -> str:
     return f"{value:,.0f}"
 
 
+_COUNTS = ["rows", "features", "epochs", "n_epochs"]
+
+
+def _counts_as_int(table: pd.DataFrame) -> pd.DataFrame:
+    """Whole-number columns (read back from the CSV as floats) printed without decimals."""
+    table = table.copy()
+    for column in _COUNTS:
+        if column in table.columns:
+            table[column] = table[column].map(lambda v: "" if pd.isna(v) else f"{int(v):,}")
+    return table
+
+
 def _tables(results: pd.DataFrame, rates: dict) -> str:
     parts = [
         "## This machine's dense matmul rate",
         "",
         f"float32: {rates['float32'] / 1e9:.1f} GFLOP/s, float64: {rates['float64'] / 1e9:.1f} "
-        f"GFLOP/s, with {rates['threads']} torch threads (2048 x 2048 products, best of "
+        f"GFLOP/s; torch threads: {rates['threads']} (2048 x 2048 products, best of "
         "several). Model-FLOP utilisation (MFU) = matmul FLOPs per row x rows per second / "
         "this rate (float32 for training, float64 for scoring, the precision each runs in).",
         "",
@@ -318,7 +330,7 @@ def _tables(results: pd.DataFrame, rates: dict) -> str:
         table = cells.pivot_table(index=["detector", "setup"], columns="features",
                                   values="cell", aggfunc="first")
         table.index = [f"{d}, {setup}" for d, setup in table.index]
-        table.columns = [f"d = {c}" for c in table.columns]
+        table.columns = [f"d = {int(c)}" for c in table.columns]
         parts += ["## Training throughput: rows per second (MFU)", "",
                   f"{int(section['rows'].iloc[0]):,} standard normal rows; timed inside the "
                   "main training loop over two epochs (no validation split).", "",
@@ -326,7 +338,7 @@ def _tables(results: pd.DataFrame, rates: dict) -> str:
     section = results[results["section"] == "fit_time"]
     if len(section):
         table = section.pivot_table(index="detector", columns="rows", values="fit_s")
-        table.columns = [f"n = {c:,}" for c in table.columns]
+        table.columns = [f"n = {int(c):,}" for c in table.columns]
         parts += ["## Default fit time in seconds (d = 32)", "",
                   "Figure: `docs/figures/speed_fit_time.png`.", "",
                   report.markdown_table(table), ""]
@@ -349,7 +361,7 @@ def _tables(results: pd.DataFrame, rates: dict) -> str:
                   "training rows per second of the main loop against the reference "
                   "loop's. Compiled set-ups were compiled by a warm-up fit in the same "
                   "process before they were timed.", "",
-                  report.markdown_table(table, "{:.2f}"), ""]
+                  report.markdown_table(_counts_as_int(table), "{:.2f}"), ""]
     section = results[results["section"] == "large_table"]
     if len(section):
         table = section.set_index("detector")[
@@ -362,7 +374,7 @@ def _tables(results: pd.DataFrame, rates: dict) -> str:
                   "Training rows are the normal rows among the first 280,000 of "
                   "`make_fraud_like` with 30 columns; best epoch AUROC: the best held-out "
                   "AUROC seen after any epoch of the same fit.", "",
-                  report.markdown_table(table, "{:.2f}"), ""]
+                  report.markdown_table(_counts_as_int(table), "{:.2f}"), ""]
     section = results[results["section"] == "scoring"]
     if len(section):
         table = section.set_index(["detector", "rows"])[
@@ -387,7 +399,7 @@ def _tables(results: pd.DataFrame, rates: dict) -> str:
         table = table.assign(samples_per_s=table["samples_per_s"].map(_rows_per_s))
         parts += ["## Fit throughput next to PyOD (rows per second)", "",
                   "Whole `fit` at each library's defaults except the epochs.", "",
-                  report.markdown_table(table), ""]
+                  report.markdown_table(_counts_as_int(table)), ""]
     section = results[results["section"] == "distributed"]
     if len(section):
         table = section.set_index("setting")[["rows", "features", "rows_per_s",
@@ -396,7 +408,7 @@ def _tables(results: pd.DataFrame, rates: dict) -> str:
         parts += ["## Scoring on a local Dask cluster", "",
                   "`score_partitions` on a `LocalCluster` (2 workers x 1 thread) against "
                   "in-process scoring of the same rows; see `distributed_scoring.py`.", "",
-                  report.markdown_table(table), ""]
+                  report.markdown_table(_counts_as_int(table)), ""]
     return "\n".join(parts)
 
 
