@@ -81,15 +81,21 @@ def sklearn_peers() -> dict[str, Entry]:
 
 
 def pyod_peers() -> dict[str, Entry]:
+    """PyOD's detectors, or none when PyOD is not installed.
+
+    A broken PyOD installation (e.g. one of its own dependencies missing) is an
+    error, not a silently shorter benchmark.
+    """
     try:
-        from pyod.models.auto_encoder import AutoEncoder
-        from pyod.models.deep_svdd import DeepSVDD
-        from pyod.models.ecod import ECOD
-        from pyod.models.kde import KDE
-        from pyod.models.knn import KNN
-        from pyod.models.lof import LOF
+        import pyod  # noqa: F401
     except ImportError:
         return {}
+    from pyod.models.auto_encoder import AutoEncoder
+    from pyod.models.deep_svdd import DeepSVDD
+    from pyod.models.ecod import ECOD
+    from pyod.models.kde import KDE
+    from pyod.models.knn import KNN
+    from pyod.models.lof import LOF
 
     def seeded(cls, **kwargs):
         return lambda seed: cls(random_state=seed, **kwargs)
