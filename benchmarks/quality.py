@@ -112,6 +112,8 @@ def main(argv=None) -> pd.DataFrame:
     results = pd.DataFrame(rows)
     if args.include:
         results = pd.concat([results, *_included(args, datasets, seeds, detectors)])
+        # a file that itself included another one repeats its rows: keep the first
+        results = results.drop_duplicates(["dataset", "detector", "seed"])
     args.out_dir.mkdir(parents=True, exist_ok=True)
     results.to_csv(args.out_dir / f"{args.name}.csv", index=False, float_format="%.6g")
     _write_tables(results, args.out_dir / f"{args.name}.md", header)
