@@ -52,11 +52,15 @@ class FitRecord:
         The fit's time outside the main loop (set-up, pre-training and
         threshold scoring) is counted in full.
         """
-        outside = self.fit_s - self.train_s
-        for _, seconds, auroc in self.curve:
-            if auroc >= target:
-                return outside + seconds
-        return float("inf")
+        return self.fit_s - self.train_s + first_time_reaching(self.curve, target)
+
+
+def first_time_reaching(curve, target: float) -> float:
+    """Seconds of the first ``(epoch, seconds, auroc)`` entry with ``auroc >= target``.
+
+    ``inf`` when no epoch reached it.
+    """
+    return next((seconds for _, seconds, auroc in curve if auroc >= target), float("inf"))
 
 
 @contextmanager

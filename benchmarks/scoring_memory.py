@@ -6,7 +6,7 @@ nothing but this measurement.
 
 The detector (defaults, two epochs) is fitted on 10,000 standard normal
 rows. The rows to score are then written into one preallocated float32
-array, chunk by chunk, so that making them needs no temporary copy; the
+array, chunk by chunk, so that making them needs no full-size temporary; the
 resident memory just before scoring is the baseline; the kernel's peak
 record is restarted there, and the scoring's own peak is the peak resident
 memory during scoring minus that baseline.

@@ -50,7 +50,7 @@ import torch
 
 from . import registry, report
 from .flops import matmul_rate
-from .instrumented_fit import instrumented_fit
+from .instrumented_fit import first_time_reaching, instrumented_fit
 from .reference_flow import reference_scoring_rate, train_reference_flow
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -83,11 +83,6 @@ QUICK = {
 }
 
 
-def _package(names=None) -> dict:
-    detectors = registry.package_detectors()
-    return {n: e for n, e in detectors.items() if names is None or n in names}
-
-
 def _make(entry, **params):
     detector = entry.make(0)
     return detector.set_params(device="cpu", **params)
@@ -115,7 +110,7 @@ def throughput(grid: dict, rates: dict, log) -> list[dict]:
     rng = np.random.default_rng(0)
     for d in grid["features"]:
         X = rng.standard_normal((grid["throughput_rows"], d))
-        for name, entry in _package().items():
+        for name, entry in registry.package_detectors().items():
             for label, params in _configurations(entry, d, grid):
                 _warm_up(entry, params, X)
                 detector = _make(entry, max_epochs=2, validation_fraction=None, **params)
@@ -137,7 +132,7 @@ def fit_time(grid: dict, log) -> list[dict]:
     rng = np.random.default_rng(1)
     for n in grid["rows"]:
         X = rng.standard_normal((n, 32))
-        for name, entry in _package().items():
+        for name, entry in registry.package_detectors().items():
             detector = _make(entry)
             start = time.perf_counter()
             detector.fit(X)
@@ -157,17 +152,13 @@ def _fraud_split(n_rows: int, n_features: int = 30, seed: int = 0):
     return X_train, (X[n_rows:], y[n_rows:])
 
 
-def _converged_within(curve, target: float) -> float:
-    return next((seconds for _, seconds, auroc in curve if auroc >= target), float("inf"))
-
-
 def convergence(grid: dict, log) -> list[dict]:
     X_train, evaluation = _fraud_split(grid["convergence_rows"])
     epochs = grid["convergence_epochs"]
     rows = []
     reference = train_reference_flow(X_train, evaluation, epochs=epochs)
     ref_final = reference[-1][2]
-    ref_time = _converged_within(reference, ref_final - TOLERANCE)
+    ref_time = first_time_reaching(reference, ref_final - TOLERANCE)
     ref_rate = X_train.shape[0] * epochs / reference[-1][1]
     rows.append({"section": "convergence", "detector": "reference FrEIA loop (batch 256)",
                  "rows": X_train.shape[0], "features": X_train.shape[1],
@@ -176,8 +167,8 @@ def convergence(grid: dict, log) -> list[dict]:
                  "samples_per_s": ref_rate, "throughput_ratio": 1.0})
     log(f"reference: AUROC {ref_final:.4f} after {epochs} epochs, within 0.5 points "
         f"after {ref_time:.1f} s")
-    setups = [(name, entry, {}) for name, entry in _package().items()]
-    setups += [(f"{name} (batch {LARGE_BATCH}, compiled)", _package()[name],
+    setups = [(name, entry, {}) for name, entry in registry.package_detectors().items()]
+    setups += [(f"{name} (batch {LARGE_BATCH}, compiled)", registry.package_detectors()[name],
                 {"batch_size": LARGE_BATCH, "compile": True})
                for name in ["FlowDetector", "ContrastiveFlowDetector"]]
     for name, entry, params in setups:
@@ -230,7 +221,7 @@ def large_table(grid: dict, log) -> list[dict]:
 
 def scoring(grid: dict, rates: dict, log) -> list[dict]:
     rows = []
-    for name in _package():
+    for name in registry.package_detectors():
         for n in grid["scoring_rows"]:
             out = subprocess.run(
                 [sys.executable, "-m", "benchmarks.scoring_memory", name, str(n), "30"],
@@ -250,34 +241,27 @@ def scoring(grid: dict, rates: dict, log) -> list[dict]:
 
 
 def pyod(grid: dict, log) -> list[dict]:
-    peers = registry.pyod_peers()
-    rows = []
     n, epochs = grid["throughput_rows"], 5
     X = np.random.default_rng(2).standard_normal((n, 32))
-    candidates = {
-        "PyOD DeepSVDD": lambda: peers["PyOD DeepSVDD"].make(0),
-        "PyOD AutoEncoder": lambda: peers["PyOD AutoEncoder"].make(0),
-    }
-    for name, make in candidates.items():
-        model = make()
-        if hasattr(model, "kwargs"):
+    models = {}
+    for name in ["PyOD DeepSVDD", "PyOD AutoEncoder"]:
+        model = registry.pyod_peers()[name].make(0)
+        if hasattr(model, "kwargs"):  # DeepSVDD, built at fit time (see the registry)
             model.kwargs["epochs"] = epochs
         else:
             model.set_params(epoch_num=epochs)
+        models[name] = model
+    for name in ["DeepSVDDDetector", "InvertibleOneClassDetector", "FlowDetector"]:
+        models[name] = _make(registry.package_detectors()[name], max_epochs=epochs,
+                             validation_fraction=None)
+    rows = []
+    for name, model in models.items():
         start = time.perf_counter()
         model.fit(X)
         seconds = time.perf_counter() - start
         rows.append({"section": "pyod", "detector": name, "rows": n, "features": 32,
                      "epochs": epochs, "samples_per_s": n * epochs / seconds})
         log(f"{name}: {rows[-1]['samples_per_s']:,.0f} rows/s")
-    for name in ["DeepSVDDDetector", "InvertibleOneClassDetector", "FlowDetector"]:
-        detector = _make(registry.package_detectors()[name], max_epochs=epochs,
-                         validation_fraction=None)
-        start = time.perf_counter()
-        detector.fit(X)
-        seconds = time.perf_counter() - start
-        rows.append({"section": "pyod", "detector": name, "rows": n, "features": 32,
-                     "epochs": epochs, "samples_per_s": n * epochs / seconds})
     return rows
 
 
