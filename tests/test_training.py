@@ -9,6 +9,12 @@ import pytest
 import torch
 from torch import nn
 
+from sklearn_flowod import (
+    ContrastiveFlowDetector,
+    FlowDetector,
+    InvertibleOneClassDetector,
+    LikelihoodRatioDetector,
+)
 from sklearn_flowod.training import TrainingDivergedError, train_module
 
 
@@ -172,3 +178,26 @@ def test_a_failing_compiler_falls_back_to_the_uncompiled_step(monkeypatch):
 
 def _no_compiler() -> bool:
     return not any(shutil.which(cc) for cc in ("g++", "c++", "clang++", "cc", "gcc"))
+
+
+@pytest.mark.parametrize(
+    "detector_class",
+    [FlowDetector, ContrastiveFlowDetector, InvertibleOneClassDetector, LikelihoodRatioDetector],
+)
+def test_detectors_pass_compile_to_training(detector_class, monkeypatch):
+    X = np.random.RandomState(0).normal(size=(200, 3))
+    params = {"n_blocks": 2, "hidden_size": 8, "max_epochs": 3, "batch_size": 50,
+              "validation_fraction": None, "device": "cpu", "random_state": 0}
+    eager = detector_class(**params).fit(X)
+
+    def broken(module, **kwargs):
+        def call(*args, **kw):
+            raise RuntimeError("no C++ compiler")
+
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken)
+    with pytest.warns(RuntimeWarning, match="without compiling"):
+        fallback = detector_class(compile=True, **params).fit(X)
+    # 200 rows in batches of 50: the compiled path sees the same batches
+    np.testing.assert_array_equal(fallback.score_samples(X), eager.score_samples(X))
