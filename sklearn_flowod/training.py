@@ -174,9 +174,7 @@ def train_module(
     if compile:
         steps_per_epoch = max(1, n_samples // batch_size)
     step_module = _Compiled(module) if compile else None
-    optimizer = torch.optim.Adam(
-        module.parameters(), lr=learning_rate, weight_decay=weight_decay
-    )
+    optimizer = _adam(module, learning_rate, weight_decay)
     schedule = _schedule(lr_schedule, max_epochs * steps_per_epoch)
     val_seed = int(torch.randint(2**31 - 1, (1,), generator=generator, device=device))
     if validation_loss_fn is None:
@@ -201,7 +199,7 @@ def train_module(
                 lr = learning_rate * schedule(epoch * steps_per_epoch + step)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-            batch = X_train[order[start : start + batch_size]]
+            batch = X_train.index_select(0, order[start : start + batch_size])
             if noise_std > 0:
                 noise = torch.randn(
                     batch.shape, generator=generator, device=device, dtype=batch.dtype
@@ -251,6 +249,20 @@ def train_module(
         history.best_epoch = history.n_epochs
     module.eval()
     return history
+
+
+def _adam(module: nn.Module, learning_rate: float, weight_decay: float) -> torch.optim.Adam:
+    """Adam over ``module``'s parameters, fused into one kernel per step where torch can.
+
+    The fused implementation updates all parameters together instead of
+    running a dozen small operations per parameter tensor (torch >= 2.4 on
+    CPUs, CUDA); elsewhere the default implementation is used.
+    """
+    options = {"lr": learning_rate, "weight_decay": weight_decay}
+    try:
+        return torch.optim.Adam(module.parameters(), fused=True, **options)
+    except RuntimeError:  # fused Adam does not support this device or torch version
+        return torch.optim.Adam(module.parameters(), **options)
 
 
 class _Compiled:

@@ -13,6 +13,7 @@ from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted
 
 from ..auxiliary import FeaturePermutation
+from ..coupling_evaluator import scoring_view
 from ._aux_input import check_aux_data
 from .flow import BaseFlowDetector, FlowDetector, flow_log_density, standard_normal_log_density
 
@@ -394,7 +395,8 @@ class LikelihoodRatioDetector(BaseFlowDetector):
         """``log p_g(x) - log p_in(x)``: the negative log-likelihood ratio."""
         log_p_in = -self._negative_log_density(module, batch)
         general = self._general_flow()
-        log_p_g = -general._negative_log_density(general.module_, self._to_general_input(batch))
+        general_module = scoring_view(general.module_)
+        log_p_g = -general._negative_log_density(general_module, self._to_general_input(batch))
         return log_p_g.to(device=batch.device, dtype=batch.dtype) - log_p_in
 
     def _auto_offset(self, X: np.ndarray) -> float:
