@@ -173,7 +173,7 @@ def train_module(
     steps_per_epoch = max(1, math.ceil(n_samples / batch_size))
     if compile:
         steps_per_epoch = max(1, n_samples // batch_size)
-    step_module = _Compiled(module) if compile else None
+    step_module = _Compiled(module, loss_fn) if compile else None
     optimizer = _adam(module, learning_rate, weight_decay)
     schedule = _schedule(lr_schedule, max_epochs * steps_per_epoch)
     val_seed = int(torch.randint(2**31 - 1, (1,), generator=generator, device=device))
@@ -210,7 +210,7 @@ def train_module(
                 loss = loss_fn(module, batch, generator)
                 loss.backward()
             else:
-                loss = step_module.step(loss_fn, batch, generator)
+                loss = step_module.step(batch, generator)
             if max_grad_norm is not None:
                 nn.utils.clip_grad_norm_(module.parameters(), max_grad_norm)
             optimizer.step()
@@ -266,20 +266,25 @@ def _adam(module: nn.Module, learning_rate: float, weight_decay: float) -> torch
 
 
 class _Compiled:
-    """Forward and backward of training steps through ``torch.compile``, or eager
-    ones once compiling has failed."""
+    """Training steps whose loss (forward and backward) runs through ``torch.compile``,
+    or eager ones once compiling has failed.
 
-    def __init__(self, module: nn.Module):
+    The whole loss function is compiled, not only the module, so that the
+    reductions that turn the network's outputs into the loss are fused with it.
+    """
+
+    def __init__(self, module: nn.Module, loss_fn: LossFn):
         self.module = module
-        self.compiled = torch.compile(module)
+        self.loss_fn = loss_fn
+        self.compiled = torch.compile(loss_fn)
         self.failed = False
 
-    def step(self, loss_fn: LossFn, batch: torch.Tensor, generator: torch.Generator):
+    def step(self, batch: torch.Tensor, generator: torch.Generator):
         """Compute the loss of ``batch`` and its gradients; return the loss."""
         if not self.failed:
             state = generator.get_state()
             try:
-                loss = loss_fn(self.compiled, batch, generator)
+                loss = self.compiled(self.module, batch, generator)
                 loss.backward()
                 return loss
             except Exception as error:  # noqa: BLE001 - any compiler failure
@@ -292,7 +297,7 @@ class _Compiled:
                     RuntimeWarning,
                     stacklevel=3,
                 )
-        loss = loss_fn(self.module, batch, generator)
+        loss = self.loss_fn(self.module, batch, generator)
         loss.backward()
         return loss
 

@@ -311,9 +311,11 @@ class ContrastiveFlowDetector(BaseFlowDetector):
     def _contrastive_terms(self, module, batch, generator):
         """Per-sample inlier log-density and clamped auxiliary log-density."""
         aux = self._auxiliary_batch(batch, generator)
-        log_p = flow_log_density(module, torch.cat([batch, aux]))
-        log_p_x, log_p_y = log_p[: batch.shape[0]], log_p[batch.shape[0] :]
-        return log_p_x, log_p_y.clamp(min=self.clamp_)
+        log_p_x = flow_log_density(module, batch)
+        log_p_y = flow_log_density(module, aux)
+        # clamp_ as a tensor: a compiled loss takes it as an input instead of
+        # being compiled anew for every value
+        return log_p_x, torch.maximum(log_p_y, self._clamp_tensor.to(log_p_y.dtype))
 
     def _loss(self, module, batch, generator):
         """Eq. (3) with the clamp of section 5.2.1, per dimension."""
@@ -328,7 +330,12 @@ class ContrastiveFlowDetector(BaseFlowDetector):
             self.auxiliary_ = clone(auxiliary).fit(X_train.cpu().numpy())
         if self.clamp != "auto":
             self.clamp_ = float(self.clamp)
-            return
+        else:
+            self.clamp_ = self._auto_clamp(module, X_train, generator)
+        self._clamp_tensor = torch.tensor(self.clamp_, device=X_train.device)
+
+    def _auto_clamp(self, module, X_train, generator) -> float:
+        """Warm up on the likelihood; ``eps`` from the training log-densities."""
         options = self._training_options()
         options["lr_schedule"] = "constant"
         train_module(
@@ -346,7 +353,8 @@ class ContrastiveFlowDetector(BaseFlowDetector):
         )
         with torch.inference_mode():
             log_p = flow_log_density(module, X_train)
-        self.clamp_ = float(np.quantile(log_p.cpu().numpy(), 0.1)) - AUTO_CLAMP_OFFSET
+        return float(np.quantile(log_p.cpu().numpy(), 0.1)) - AUTO_CLAMP_OFFSET
 
     def _after_training(self, module, X_train, X_val) -> None:
         del self._aux_data  # the standardised X_aux is not part of the model
+        del self._clamp_tensor
