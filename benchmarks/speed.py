@@ -2,8 +2,12 @@
 
 Usage (from the project root, ``pip install -e ".[bench,distributed]"``)::
 
-    python -m benchmarks.speed            # the full run (about 20 minutes on 2 cores)
+    python -m benchmarks.speed            # the full run (about 30 minutes on 2 cores)
     python -m benchmarks.speed --quick    # a small grid, to check that it runs
+
+Every measurement runs with ``--threads`` torch threads (default 1: the
+networks are small, one thread per process is their fastest use of a core,
+and the matmul rate and every MFU then refer to one core).
 
 Writes ``benchmarks/results/speed.csv`` (one row per measurement, a
 ``section`` column says which), ``speed.md`` (the tables) and
@@ -63,7 +67,7 @@ FULL = {
     "rows": [1_000, 10_000, 100_000],
     "features": [8, 32, 128, 512],
     "compile_features": [32, 128],
-    "throughput_rows": 10_000,
+    "throughput_rows": 40_960,  # 10 batches of 4,096 rows per epoch
     "convergence_rows": 20_000,
     "convergence_epochs": 100,
     "large_rows": 280_000,
@@ -427,10 +431,18 @@ def main(argv=None) -> pd.DataFrame:
         "--update", action="store_true",
         help="keep the rows of the sections not run from the existing <name>.csv",
     )
+    parser.add_argument(
+        "--threads", type=int, default=1,
+        help="torch threads of every measurement (and of the matmul rate the MFU refers to)",
+    )
     parser.add_argument("--name", default="speed", help="stem of the result files")
     parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
     grid = QUICK if args.quick else FULL
+    default_threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    for variable in ["OMP_NUM_THREADS", "MKL_NUM_THREADS"]:  # the scoring subprocesses
+        os.environ[variable] = str(args.threads)
     command = "python -m benchmarks.speed " + " ".join(sys.argv[1:] if argv is None else argv)
 
     def log(message):
@@ -465,8 +477,10 @@ def main(argv=None) -> pd.DataFrame:
             rows += scoring(grid, rates, log)
         elif section == "pyod":
             rows += pyod(grid, log)
-        else:
+        else:  # compares torch's default threads in-process with one per worker
+            torch.set_num_threads(default_threads)
             rows += distributed(grid, log)
+            torch.set_num_threads(args.threads)
     results = pd.DataFrame(rows)
     if earlier is not None:
         kept = earlier[~earlier["section"].isin(["matmul", *args.sections])]
