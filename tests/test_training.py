@@ -201,3 +201,33 @@ def test_detectors_pass_compile_to_training(detector_class, monkeypatch):
         fallback = detector_class(compile=True, **params).fit(X)
     # 200 rows in batches of 50: the compiled path sees the same batches
     np.testing.assert_array_equal(fallback.score_samples(X), eager.score_samples(X))
+
+
+def test_adam_is_fused_where_torch_supports_it(monkeypatch):
+    from sklearn_flowod.training import _adam
+
+    module = nn.Linear(3, 2)
+    assert _adam(module, 1e-3, 0.0).defaults["fused"] is True  # CPU, torch >= 2.4
+    original = torch.optim.Adam
+
+    def without_fused(params, fused=None, **options):
+        if fused:
+            raise RuntimeError("`fused=True` is not supported here")
+        return original(params, **options)
+
+    monkeypatch.setattr(torch.optim, "Adam", without_fused)
+    assert not _adam(module, 1e-3, 0.0).defaults["fused"]
+
+
+@pytest.mark.skipif(_no_compiler(), reason="torch.compile needs a C++ compiler on a CPU")
+def test_refitting_with_another_clamp_reuses_the_compiled_loss():
+    from torch._dynamo.utils import counters
+
+    X = np.random.RandomState(0).normal(size=(64, 3))
+    params = {"n_blocks": 1, "hidden_size": 4, "max_epochs": 1, "batch_size": 32,
+              "validation_fraction": None, "device": "cpu", "compile": True}
+    ContrastiveFlowDetector(clamp=-3.0, **params).fit(X)
+    graphs = counters["stats"]["unique_graphs"]
+    for clamp in [-4.0, -5.0]:
+        ContrastiveFlowDetector(clamp=clamp, random_state=1, **params).fit(X)
+    assert counters["stats"]["unique_graphs"] == graphs
