@@ -67,6 +67,7 @@ def train_reference_flow(
     (X_test, y_test)``; its time is not counted.
     """
     torch.manual_seed(seed)
+    np.random.seed(seed)  # FrEIA draws the blocks' rotations from NumPy's global generator
     mean, std = X_train.mean(axis=0), X_train.std(axis=0) + 1e-12
     X = torch.as_tensor((X_train - mean) / std, dtype=torch.float32)
     X_test = torch.as_tensor((evaluation[0] - mean) / std, dtype=torch.float32)
