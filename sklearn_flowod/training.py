@@ -9,7 +9,6 @@ the device and read once per epoch.
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import warnings
@@ -58,8 +57,13 @@ class TrainingHistory:
 
 
 def _snapshot(module: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
+    """Copies of the weights and of the optimiser's per-parameter state."""
     weights = {k: v.detach().clone() for k, v in module.state_dict().items()}
-    return weights, copy.deepcopy(optimizer.state_dict())
+    state = {
+        parameter: {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in s.items()}
+        for parameter, s in optimizer.state.items()
+    }
+    return weights, state
 
 
 def _schedule(name: str, total_steps: int) -> Callable[[int], float] | None:
@@ -303,7 +307,8 @@ class _Compiled:
 
 
 def _finite_weights(module: nn.Module) -> bool:
-    return bool(torch.stack([torch.isfinite(p).all() for p in module.parameters()]).all())
+    flat = torch.cat([p.detach().reshape(-1) for p in module.parameters()])
+    return bool(torch.isfinite(flat).all())
 
 
 def _recover(
@@ -319,7 +324,8 @@ def _recover(
         )
     weights, opt_state = snapshot
     module.load_state_dict(weights)
-    optimizer.load_state_dict(opt_state)
+    optimizer.state.clear()
+    optimizer.state.update(opt_state)  # the next epoch snapshots it anew
     learning_rate *= 0.1
     for group in optimizer.param_groups:
         group["lr"] = learning_rate
