@@ -157,7 +157,10 @@ def scoring_view(module: nn.Module):
     if not is_foldable(module):
         return module
     tensors = [*module.parameters(), *module.buffers()]
-    key = tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
+    try:
+        key = tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
+    except RuntimeError:  # inference tensors keep no version counter: no caching
+        return CouplingEvaluator(module)
     cached = _views.get(module)
     if cached is not None and cached[0] == key:
         return cached[1]

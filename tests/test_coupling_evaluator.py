@@ -99,3 +99,14 @@ def test_detector_scores_equal_freia_scores(n_features):
         batch = detector._to_model_input(X, torch.float64)
         reference = -detector._rows_negative_log_density(detector.module_, batch).numpy()
     np.testing.assert_allclose(detector.score_samples(X), reference, rtol=1e-12, atol=1e-10)
+
+
+def test_a_flow_made_in_inference_mode_is_folded_without_caching():
+    with torch.inference_mode():
+        inn = build_inn(3, n_blocks=2, hidden_size=4, affine_clamping=2.0).double()
+        x = torch.randn(12, 3, dtype=torch.float64)
+        z_ref, log_det_ref = inn(x)
+        z, log_det = scoring_view(inn)(x)
+    assert isinstance(scoring_view(inn), CouplingEvaluator)
+    np.testing.assert_allclose(z.numpy(), z_ref.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(log_det.numpy(), log_det_ref.numpy(), rtol=1e-12, atol=1e-12)
