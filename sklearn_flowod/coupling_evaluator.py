@@ -28,7 +28,7 @@ import FrEIA.modules as Fm
 import torch
 from torch import nn
 
-from .networks import MIN_ROWS
+from .networks import with_min_rows
 
 
 class CouplingEvaluator:
@@ -86,10 +86,10 @@ class CouplingEvaluator:
         log_jac_det : torch.Tensor of shape (n_rows,) or None
             ``log |det dz/dx|`` per row, None when ``jac=False``.
         """
-        if x.shape[0] < MIN_ROWS:  # the same matrix-product kernels as for any batch
-            z, log_jac_det = self(x.repeat(-(-MIN_ROWS // x.shape[0]), 1), jac=jac)
-            n_rows = x.shape[0]
-            return z[:n_rows], None if log_jac_det is None else log_jac_det[:n_rows]
+        # few rows are repeated: the same matrix-product kernels as for any batch
+        return with_min_rows(lambda rows: self._forward(rows, jac), x)
+
+    def _forward(self, x: torch.Tensor, jac: bool):
         n_rows, n_features = x.shape
         options = {"dtype": x.dtype, "device": x.device}
         state = torch.empty((1 + n_features, n_rows), **options)

@@ -188,8 +188,14 @@ def with_min_rows(fn, x: torch.Tensor, min_rows: int = MIN_ROWS) -> torch.Tensor
     makes every row's result the same, bit for bit on one thread, however
     the rows were batched; with several threads the work is split by row
     count and results may differ at the level of float64 rounding.
+
+    ``fn`` returns a tensor of per-row results, or a tuple of such tensors
+    (entries may be None).
     """
     n_rows = x.shape[0]
     if n_rows >= min_rows:
         return fn(x)
-    return fn(x.repeat(-(-min_rows // n_rows), 1))[:n_rows]
+    result = fn(x.repeat(-(-min_rows // n_rows), 1))
+    if isinstance(result, tuple):
+        return tuple(None if part is None else part[:n_rows] for part in result)
+    return result[:n_rows]
