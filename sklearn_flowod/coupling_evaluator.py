@@ -118,11 +118,14 @@ def is_foldable(module: nn.Module) -> bool:
 
     True for a FrEIA ``SequenceINN`` of plain ``AllInOneBlock`` couplings on
     flat data (no conditions, GIN, Householder or reverse permutation) whose
-    subnets are ``Linear, ReLU, Linear``, as the package builds them.
+    subnets are ``Linear, ReLU, Linear`` of one hidden width, as the package
+    builds them.
     """
     if not isinstance(module, Ff.SequenceINN) or len(module.module_list) == 0:
         return False
-    return all(_is_plain_block(block) for block in module.module_list)
+    if not all(_is_plain_block(block) for block in module.module_list):
+        return False
+    return len({block.subnet[0].out_features for block in module.module_list}) == 1
 
 
 def _is_plain_block(block: nn.Module) -> bool:

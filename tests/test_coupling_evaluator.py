@@ -73,6 +73,10 @@ def test_only_plain_coupling_flows_are_folded():
     deep = Ff.SequenceINN(4)
     deep.append(Fm.AllInOneBlock, subnet_constructor=CouplingSubnet(4, n_hidden_layers=2))
     assert not is_foldable(deep)
+    mixed_widths = Ff.SequenceINN(4)
+    for width in [4, 6]:
+        mixed_widths.append(Fm.AllInOneBlock, subnet_constructor=CouplingSubnet(width))
+    assert not is_foldable(mixed_widths)
     module = torch.nn.Linear(2, 2)
     assert scoring_view(module) is module
 
