@@ -2,7 +2,7 @@
 
 Usage (from the project root, ``pip install -e ".[bench,distributed]"``)::
 
-    python -m benchmarks.speed            # the full run (about 30 minutes on 2 cores)
+    python -m benchmarks.speed            # the full run (about 25 minutes on 2 cores)
     python -m benchmarks.speed --quick    # a small grid, to check that it runs
 
 Every measurement runs with ``--threads`` torch threads (default 1: the
