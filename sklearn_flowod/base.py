@@ -25,6 +25,7 @@ from ._random import derive_seed
 from .coupling_evaluator import scoring_view
 from .networks import exact_inverse_permutations
 from .training import TrainingHistory, train_module
+from .training_step import LossFn, SummedLoss
 
 #: Rows scored per batch on an accelerator: large enough to keep it busy, small
 #: enough that scoring memory does not depend on the number of rows.
@@ -84,6 +85,11 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
     @abstractmethod
     def _loss(self, module, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Mean training loss of one batch."""
+
+    def _training_loss(self) -> LossFn | SummedLoss:
+        """The loss the training loop minimises: ``_loss`` unless a detector
+        splits it into terms (see :class:`~sklearn_flowod.training_step.SummedLoss`)."""
+        return self._loss
 
     @abstractmethod
     def _anomaly_score(self, module, batch: torch.Tensor) -> torch.Tensor:
@@ -180,7 +186,7 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
         self._before_training(module, X_train, generator)
         history = train_module(
             module,
-            self._loss,
+            self._training_loss(),
             X_train,
             X_val,
             max_epochs=self._resolve_max_epochs(X_train.shape[0]),

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import logging
 import math
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-logger = logging.getLogger("sklearn_flowod")
+from .training_step import LossFn, SummedLoss, TrainingStep
 
-LossFn = Callable[[nn.Module, torch.Tensor, torch.Generator], torch.Tensor]
+logger = logging.getLogger("sklearn_flowod")
 
 #: How many times a diverged epoch is retried (each time with a 10x smaller
 #: learning rate) before training gives up.
@@ -90,7 +89,7 @@ def _progress(verbose: int, max_epochs: int):
 
 def train_module(
     module: nn.Module,
-    loss_fn: LossFn,
+    loss_fn: LossFn | SummedLoss,
     X_train: torch.Tensor,
     X_val: torch.Tensor | None = None,
     *,
@@ -115,10 +114,12 @@ def train_module(
     ----------
     module : torch.nn.Module
         The network, already on the training device.
-    loss_fn : callable
+    loss_fn : callable or SummedLoss
         ``loss_fn(module, batch, generator)`` returns the scalar mean loss of a
         batch. ``generator`` lives on the training device and is the only
-        source of randomness the loss may use.
+        source of randomness the loss may use. A
+        :class:`~sklearn_flowod.training_step.SummedLoss` is backpropagated
+        one term at a time.
     X_train : torch.Tensor of shape (n_samples, n_features)
         Training data on the training device.
     X_val : torch.Tensor or None, default=None
@@ -152,7 +153,7 @@ def train_module(
         e.g. to update state that the loss depends on (kept in buffers of
         ``module`` so that early stopping restores it with the weights).
     compile : bool, default=False
-        Run the module's forward (and backward) passes through
+        Run the loss's forward (and backward) passes through
         ``torch.compile``, which fuses the element-wise work of the coupling
         blocks. Every step then sees a full batch (the rows left over by
         the last full batch of an epoch wait for a later epoch's shuffle),
@@ -177,7 +178,7 @@ def train_module(
     steps_per_epoch = max(1, math.ceil(n_samples / batch_size))
     if compile:
         steps_per_epoch = max(1, n_samples // batch_size)
-    step_module = _Compiled(module, loss_fn) if compile else None
+    training_step = TrainingStep(module, loss_fn, compile=compile)
     optimizer = _adam(module, learning_rate, weight_decay)
     schedule = _schedule(lr_schedule, max_epochs * steps_per_epoch)
     val_seed = int(torch.randint(2**31 - 1, (1,), generator=generator, device=device))
@@ -210,15 +211,11 @@ def train_module(
                 )
                 batch = batch + noise_std * noise
             optimizer.zero_grad(set_to_none=True)
-            if step_module is None:
-                loss = loss_fn(module, batch, generator)
-                loss.backward()
-            else:
-                loss = step_module.step(batch, generator)
+            loss = training_step(batch, generator)
             if max_grad_norm is not None:
                 nn.utils.clip_grad_norm_(module.parameters(), max_grad_norm)
             optimizer.step()
-            total += loss.detach() * batch.shape[0]
+            total += loss * batch.shape[0]
         epoch_loss = float(total) / min(n_samples, steps_per_epoch * batch_size)
         if not math.isfinite(epoch_loss) or not _finite_weights(module):
             learning_rate = _recover(module, optimizer, snapshot, history, epoch, learning_rate)
@@ -267,43 +264,6 @@ def _adam(module: nn.Module, learning_rate: float, weight_decay: float) -> torch
         return torch.optim.Adam(module.parameters(), fused=True, **options)
     except RuntimeError:  # fused Adam does not support this device or torch version
         return torch.optim.Adam(module.parameters(), **options)
-
-
-class _Compiled:
-    """Training steps whose loss (forward and backward) runs through ``torch.compile``,
-    or eager ones once compiling has failed.
-
-    The whole loss function is compiled, not only the module, so that the
-    reductions that turn the network's outputs into the loss are fused with it.
-    """
-
-    def __init__(self, module: nn.Module, loss_fn: LossFn):
-        self.module = module
-        self.loss_fn = loss_fn
-        self.compiled = torch.compile(loss_fn)
-        self.failed = False
-
-    def step(self, batch: torch.Tensor, generator: torch.Generator):
-        """Compute the loss of ``batch`` and its gradients; return the loss."""
-        if not self.failed:
-            state = generator.get_state()
-            try:
-                loss = self.compiled(self.module, batch, generator)
-                loss.backward()
-                return loss
-            except Exception as error:  # noqa: BLE001 - any compiler failure
-                self.failed = True
-                self.module.zero_grad(set_to_none=True)
-                generator.set_state(state)
-                warnings.warn(
-                    f"torch.compile failed ({type(error).__name__}: {error}); training "
-                    "goes on without compiling.",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
-        loss = self.loss_fn(self.module, batch, generator)
-        loss.backward()
-        return loss
 
 
 def _finite_weights(module: nn.Module) -> bool:

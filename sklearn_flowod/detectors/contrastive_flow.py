@@ -12,6 +12,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from ..auxiliary import FeaturePermutation
 from ..training import train_module
+from ..training_step import SummedLoss
 from ._aux_input import check_aux_data
 from .flow import BaseFlowDetector, flow_log_density
 
@@ -308,20 +309,29 @@ class ContrastiveFlowDetector(BaseFlowDetector):
             return aux
         return self.auxiliary_.sample(batch, generator)
 
-    def _contrastive_terms(self, module, batch, generator):
-        """Per-sample inlier log-density and clamped auxiliary log-density."""
-        aux = self._auxiliary_batch(batch, generator)
-        log_p_x = flow_log_density(module, batch)
-        log_p_y = flow_log_density(module, aux)
-        # clamp_ as a tensor: a compiled loss takes it as an input instead of
+    def _training_loss(self) -> SummedLoss:
+        """Eq. (3) as two terms, backpropagated one after the other.
+
+        The inlier term is the flow's negative log-likelihood; the contrastive
+        samples are drawn before either term, so a compiled term holds no
+        random draw.
+        """
+        return SummedLoss(self._loss_inputs, (self._nll, self._contrastive_term))
+
+    def _loss_inputs(self, batch, generator):
+        # clamp_ as a tensor: a compiled term takes it as an input instead of
         # being compiled anew for every value
-        return log_p_x, torch.maximum(log_p_y, self._clamp_tensor.to(log_p_y.dtype))
+        return (batch,), (self._auxiliary_batch(batch, generator), self._clamp_tensor)
+
+    def _contrastive_term(self, module, aux, clamp):
+        """``aux_weight * E_y[max(log p_theta(y), eps)]`` per dimension."""
+        log_p_y = flow_log_density(module, aux)
+        clamped = torch.maximum(log_p_y, clamp.to(log_p_y.dtype))
+        return self.aux_weight * clamped.mean() / aux.shape[1]
 
     def _loss(self, module, batch, generator):
         """Eq. (3) with the clamp of section 5.2.1, per dimension."""
-        log_p_x, clamped_log_p_y = self._contrastive_terms(module, batch, generator)
-        loss = -log_p_x.mean() + self.aux_weight * clamped_log_p_y.mean()
-        return loss / batch.shape[1]
+        return self._training_loss()(module, batch, generator)
 
     def _before_training(self, module, X_train, generator) -> None:
         """Fit the generator; with ``clamp="auto"``, warm up and set ``eps``."""

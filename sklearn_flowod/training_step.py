@@ -1,0 +1,113 @@
+"""One optimisation step's forward and backward passes, eager or compiled.
+
+A detector's loss is either a plain function ``loss(module, batch, generator)``
+or a :class:`SummedLoss`, a sum of terms over different inputs (the
+contrastive flow's inlier and contrastive samples). The terms of a summed
+loss are backpropagated one after the other: each term's activations are
+released before the next term's forward pass, so that one pass's working
+set, not two, has to stay in the CPU's caches, and the random inputs are
+drawn outside the terms, so that a compiled term is one graph without
+breaks.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Generator], torch.Tensor]
+
+
+class SummedLoss:
+    """A training loss ``sum_i terms[i](module, *inputs[i])``.
+
+    Parameters
+    ----------
+    inputs : callable
+        ``inputs(batch, generator)`` returns one tuple of arguments per term
+        (after ``module``). All the randomness of the loss is drawn here,
+        from ``generator``.
+    terms : sequence of callables
+        ``terms[i](module, *args)`` returns a scalar tensor; they must not
+        draw random numbers.
+
+    Notes
+    -----
+    An instance is also a plain loss function: calling it with
+    ``(module, batch, generator)`` returns the summed loss (e.g. for a
+    validation loss).
+    """
+
+    def __init__(
+        self,
+        inputs: Callable[[torch.Tensor, torch.Generator], Sequence[tuple]],
+        terms: Sequence[Callable[..., torch.Tensor]],
+    ):
+        self.inputs = inputs
+        self.terms = tuple(terms)
+
+    def __call__(
+        self, module: nn.Module, batch: torch.Tensor, generator: torch.Generator
+    ) -> torch.Tensor:
+        arguments = self.inputs(batch, generator)
+        return sum(term(module, *args) for term, args in zip(self.terms, arguments, strict=True))
+
+
+def as_summed_loss(loss_fn: LossFn | SummedLoss) -> SummedLoss:
+    """``loss_fn`` itself if it is a :class:`SummedLoss`, else a one-term sum."""
+    if isinstance(loss_fn, SummedLoss):
+        return loss_fn
+    return SummedLoss(lambda batch, generator: ((batch, generator),), (loss_fn,))
+
+
+class TrainingStep:
+    """Gradients of a loss on one batch, through ``torch.compile`` or eagerly.
+
+    With ``compile=True`` every term of the loss (the whole term, so that the
+    reductions that turn the network's outputs into the loss fuse with it) runs
+    through ``torch.compile``; if compiling fails, a warning is issued and
+    this and every later step run eagerly.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The trained network.
+    loss_fn : callable or SummedLoss
+        The training loss.
+    compile : bool, default=False
+        Compile the loss's terms.
+    """
+
+    def __init__(self, module: nn.Module, loss_fn: LossFn | SummedLoss, *, compile: bool = False):
+        self.module = module
+        self.loss = as_summed_loss(loss_fn)
+        self.compiled = [torch.compile(term) for term in self.loss.terms] if compile else None
+
+    def __call__(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Accumulate the gradients of the loss of ``batch``; return the (detached) loss."""
+        if self.compiled is not None:
+            state = generator.get_state()
+            try:
+                return self._backward(self.compiled, batch, generator)
+            except Exception as error:  # noqa: BLE001 - any compiler failure
+                self.compiled = None
+                self.module.zero_grad(set_to_none=True)
+                generator.set_state(state)
+                warnings.warn(
+                    f"torch.compile failed ({type(error).__name__}: {error}); training "
+                    "goes on without compiling.",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+        return self._backward(self.loss.terms, batch, generator)
+
+    def _backward(self, terms, batch, generator) -> torch.Tensor:
+        total = None
+        for term, args in zip(terms, self.loss.inputs(batch, generator), strict=True):
+            value = term(self.module, *args)
+            value.backward()
+            total = value.detach() if total is None else total + value.detach()
+        return total
