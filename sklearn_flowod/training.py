@@ -205,11 +205,8 @@ def train_module(
                 for group in optimizer.param_groups:
                     group["lr"] = lr
             batch = X_train.index_select(0, order[start : start + batch_size])
-            if noise_std > 0:
-                noise = torch.randn(
-                    batch.shape, generator=generator, device=device, dtype=batch.dtype
-                )
-                batch = batch + noise_std * noise
+            if noise_std > 0:  # the gathered batch is a copy: add the noise in place
+                batch += torch.empty_like(batch).normal_(0.0, noise_std, generator=generator)
             optimizer.zero_grad(set_to_none=True)
             loss = training_step(batch, generator)
             if max_grad_norm is not None:

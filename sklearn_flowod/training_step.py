@@ -68,7 +68,8 @@ class TrainingStep:
 
     With ``compile=True`` every term of the loss (the whole term, so that the
     reductions that turn the network's outputs into the loss fuse with it) runs
-    through ``torch.compile``; if compiling fails, a warning is issued and
+    through ``torch.compile`` (on a CPU with a generated C++ wrapper that
+    launches the kernels without Python in between); if compiling fails, a warning is issued and
     this and every later step run eagerly.
 
     Parameters
@@ -84,7 +85,10 @@ class TrainingStep:
     def __init__(self, module: nn.Module, loss_fn: LossFn | SummedLoss, *, compile: bool = False):
         self.module = module
         self.loss = as_summed_loss(loss_fn)
-        self.compiled = [torch.compile(term) for term in self.loss.terms] if compile else None
+        self.compiled = None
+        if compile:
+            options = _compile_options(module)
+            self.compiled = [torch.compile(term, options=options) for term in self.loss.terms]
 
     def __call__(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Accumulate the gradients of the loss of ``batch``; return the (detached) loss."""
@@ -111,3 +115,15 @@ class TrainingStep:
             value.backward()
             total = value.detach() if total is None else total + value.detach()
         return total
+
+
+def _compile_options(module: nn.Module) -> dict:
+    """Inductor options for the device of ``module``'s parameters.
+
+    On a CPU, where each kernel of a step runs for microseconds, the compiled
+    graphs are driven by a generated C++ wrapper instead of Python code (it
+    takes a few seconds longer to compile once).
+    """
+    parameter = next(module.parameters(), None)
+    on_cpu = parameter is None or parameter.device.type == "cpu"
+    return {"cpp_wrapper": True} if on_cpu else {}
