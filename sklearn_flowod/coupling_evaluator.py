@@ -154,19 +154,20 @@ def scoring_view(module: nn.Module):
     """What scoring should call in place of ``module``.
 
     A :class:`CouplingEvaluator` of ``module`` when it is foldable, else
-    ``module`` itself. The evaluator is cached per module and rebuilt when
-    any of its parameters or buffers was replaced or modified in place.
+    ``module`` itself. The evaluator is cached per module together with a
+    copy of the values it was folded from, and rebuilt when any parameter or
+    buffer holds other values. The values are compared, not tensor version
+    counters: torch's fused optimisers update parameters in place without
+    advancing their version, and tensors made in inference mode have none.
     """
     if not is_foldable(module):
         return module
-    tensors = [*module.parameters(), *module.buffers()]
-    try:
-        key = tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
-    except RuntimeError:  # inference tensors keep no version counter: no caching
-        return CouplingEvaluator(module)
+    values = torch.cat([t.detach().reshape(-1) for t in (*module.parameters(),
+                                                         *module.buffers())])
     cached = _views.get(module)
-    if cached is not None and cached[0] == key:
+    if (cached is not None and cached[0].dtype == values.dtype
+            and cached[0].device == values.device and torch.equal(cached[0], values)):
         return cached[1]
     evaluator = CouplingEvaluator(module)
-    _views[module] = (key, evaluator)
+    _views[module] = (values, evaluator)
     return evaluator

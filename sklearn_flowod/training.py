@@ -104,6 +104,7 @@ def train_module(
     noise_std: float = 0.0,
     generator: torch.Generator,
     validation_loss_fn: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
+    validation_view: Callable[[nn.Module], Callable] | None = None,
     epoch_callback: Callable[[nn.Module, int], None] | None = None,
     compile: bool = False,
     verbose: int = 0,
@@ -147,6 +148,10 @@ def train_module(
         ``validation_loss_fn(module, X_val)``; defaults to ``loss_fn`` with a
         generator re-seeded identically at every epoch, so that the curve is
         comparable across epochs.
+    validation_view : callable or None, default=None
+        ``validation_view(module)`` returns what the default validation loss
+        evaluates in place of ``module`` (in inference mode), e.g. a faster
+        inference-only equivalent of the network; None evaluates ``module``.
     epoch_callback : callable or None, default=None
         ``epoch_callback(module, epoch)`` is called after every completed
         epoch (``epoch`` is 1-based), before the validation loss is computed,
@@ -187,7 +192,8 @@ def train_module(
 
         def validation_loss_fn(m, x):
             val_generator.manual_seed(val_seed)
-            return loss_fn(m, x, val_generator)
+            return loss_fn(m if validation_view is None else validation_view(m), x,
+                           val_generator)
 
     history = TrainingHistory()
     best_loss, best_weights, patience = math.inf, None, 0

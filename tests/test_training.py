@@ -231,3 +231,36 @@ def test_refitting_with_another_clamp_reuses_the_compiled_loss():
     for clamp in [-4.0, -5.0]:
         ContrastiveFlowDetector(clamp=clamp, random_state=1, **params).fit(X)
     assert counters["stats"]["unique_graphs"] == graphs
+
+
+def test_validation_view_replaces_the_module_in_the_default_validation_loss():
+    module, loss, rows = _problem()
+    seen = []
+
+    def view(m):
+        seen.append(m)
+        return lambda x: 2.0 * m(x)
+
+    history = train_module(module, loss, rows, rows[:16], max_epochs=2, batch_size=16,
+                           learning_rate=0.05, generator=_generator(), validation_view=view)
+    assert seen == [module, module]
+    with torch.no_grad():
+        expected = float(loss(lambda x: 2.0 * module(x), rows[:16], _generator()))
+    assert history.validation_loss_curve[-1] == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("detector_class", [FlowDetector, ContrastiveFlowDetector])
+def test_flows_validate_through_the_folded_evaluator_with_the_same_losses(
+    detector_class, monkeypatch
+):
+    X = np.random.RandomState(0).normal(size=(300, 4))
+    params = {"n_blocks": 3, "hidden_size": 16, "max_epochs": 4, "random_state": 0}
+    folded = detector_class(**params).fit(X)
+    options = detector_class._training_options
+    monkeypatch.setattr(detector_class, "_training_options",
+                        lambda self: {**options(self), "validation_view": None})
+    plain = detector_class(**params).fit(X)
+    # float32 losses of order 1 (the contrastive flow's is a difference of two)
+    np.testing.assert_allclose(folded.validation_loss_curve_, plain.validation_loss_curve_,
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(folded.loss_curve_, plain.loss_curve_)

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import torch
 
+from ..coupling_evaluator import scoring_view
 from ..networks import with_min_rows
 from ._inn import BaseINNDetector
 
@@ -39,6 +40,11 @@ class BaseFlowDetector(BaseINNDetector):
     def _nll(module, batch: torch.Tensor) -> torch.Tensor:
         """Mean negative log-likelihood per dimension of a batch (model space)."""
         return -flow_log_density(module, batch).mean() / batch.shape[1]
+
+    def _training_options(self) -> dict:
+        # the losses of the flows only evaluate module(x, jac=True): the validation
+        # loss can run through the folded evaluator that scoring uses
+        return {**super()._training_options(), "validation_view": scoring_view}
 
     def _input_space_correction(self) -> float:
         """What turns a model-space log-density into one over the input features.
