@@ -150,24 +150,35 @@ def _is_plain_block(block: nn.Module) -> bool:
 _views: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def folded_view(module: nn.Module):
+    """A new :class:`CouplingEvaluator` of ``module`` when it is foldable, else ``module``.
+
+    Unlike :func:`scoring_view` nothing is cached: for a network that is
+    still being trained (e.g. to evaluate a validation loss after an epoch).
+    """
+    return CouplingEvaluator(module) if is_foldable(module) else module
+
+
 def scoring_view(module: nn.Module):
     """What scoring should call in place of ``module``.
 
     A :class:`CouplingEvaluator` of ``module`` when it is foldable, else
-    ``module`` itself. The evaluator is cached per module together with a
-    copy of the values it was folded from, and rebuilt when any parameter or
-    buffer holds other values. The values are compared, not tensor version
-    counters: torch's fused optimisers update parameters in place without
-    advancing their version, and tensors made in inference mode have none.
+    ``module`` itself. The evaluator is cached per module and rebuilt when
+    any of its parameters or buffers was replaced or modified in place, as
+    recorded by the tensors' version counters (which torch's fused
+    optimisers do not advance: use :func:`folded_view` for a network in
+    training).
     """
     if not is_foldable(module):
         return module
-    values = torch.cat([t.detach().reshape(-1) for t in (*module.parameters(),
-                                                         *module.buffers())])
+    tensors = [*module.parameters(), *module.buffers()]
+    try:
+        key = tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
+    except RuntimeError:  # inference tensors keep no version counter: no caching
+        return CouplingEvaluator(module)
     cached = _views.get(module)
-    if (cached is not None and cached[0].dtype == values.dtype
-            and cached[0].device == values.device and torch.equal(cached[0], values)):
+    if cached is not None and cached[0] == key:
         return cached[1]
     evaluator = CouplingEvaluator(module)
-    _views[module] = (values, evaluator)
+    _views[module] = (key, evaluator)
     return evaluator

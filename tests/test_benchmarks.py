@@ -61,3 +61,20 @@ def test_synthetic_split_follows_the_protocol(seed):
     assert set(np.unique(split.y_test)) == {0, 1}
     np.testing.assert_allclose(split.X_train.mean(axis=0), 0.0, atol=1e-9)
     assert split.X_train.shape[1] == split.X_test.shape[1] == 14
+
+
+def test_throughput_keeps_the_fastest_fit_and_the_higher_adjacent_matmul_rate(monkeypatch):
+    from types import SimpleNamespace
+
+    from benchmarks import speed
+
+    rates = iter([150e9, 170e9])
+    monkeypatch.setattr(speed, "matmul_rate", lambda seconds: next(rates))
+    fits = iter([SimpleNamespace(samples_per_s=v) for v in (10.0, 30.0, 20.0)])
+    record, rate = speed._timed_beside_matmul(lambda: next(fits), repeats=3, budget_s=60.0)
+    assert record.samples_per_s == 30.0 and rate == 170e9
+    # a fit over the budget is not repeated
+    rates = iter([150e9, 140e9])
+    fits = iter([SimpleNamespace(samples_per_s=5.0)])
+    record, rate = speed._timed_beside_matmul(lambda: next(fits), repeats=3, budget_s=0.0)
+    assert record.samples_per_s == 5.0 and rate == 150e9

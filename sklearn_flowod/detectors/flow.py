@@ -7,7 +7,7 @@ import math
 import numpy as np
 import torch
 
-from ..coupling_evaluator import scoring_view
+from ..coupling_evaluator import folded_view
 from ..networks import with_min_rows
 from ._inn import BaseINNDetector
 
@@ -43,8 +43,8 @@ class BaseFlowDetector(BaseINNDetector):
 
     def _training_options(self) -> dict:
         # the losses of the flows only evaluate module(x, jac=True): the validation
-        # loss can run through the folded evaluator that scoring uses
-        return {**super()._training_options(), "validation_view": scoring_view}
+        # loss can run through a folded copy of the network, as scoring does
+        return {**super()._training_options(), "validation_view": folded_view}
 
     def _input_space_correction(self) -> float:
         """What turns a model-space log-density into one over the input features.
