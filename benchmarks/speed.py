@@ -2,7 +2,7 @@
 
 Usage (from the project root, ``pip install -e ".[bench,distributed]"``)::
 
-    python -m benchmarks.speed            # the full run (about 25 minutes on 2 cores)
+    python -m benchmarks.speed            # the full run (its duration: see speed.md)
     python -m benchmarks.speed --quick    # a small grid, to check that it runs
 
 Every measurement runs with ``--threads`` torch threads (default 1: the
@@ -506,10 +506,11 @@ def main(argv=None) -> pd.DataFrame:
     def log(message):
         print(message, flush=True)
 
+    started = time.perf_counter()
     page = report.header("Training and scoring speed", command.strip())
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     page += (f"- torch threads: {torch.get_num_threads()}; load average (1, 5, 15 min) "
-             f"before the run: {load}\n\n")
+             f"before the run: {load}\n")
     csv_path = args.out_dir / f"{args.name}.csv"
     earlier = pd.read_csv(csv_path) if args.update and csv_path.exists() else None
     if earlier is not None:  # the kept sections' utilisation was computed with these
@@ -539,6 +540,7 @@ def main(argv=None) -> pd.DataFrame:
             torch.set_num_threads(default_threads)
             rows += distributed(grid, log)
             torch.set_num_threads(args.threads)
+    page += f"- duration of the run: {(time.perf_counter() - started) / 60:.0f} min\n\n"
     results = pd.DataFrame(rows)
     if earlier is not None:
         kept = earlier[~earlier["section"].isin(["matmul", *args.sections])]
