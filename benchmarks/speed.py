@@ -66,6 +66,10 @@ FIGURE_DIR = Path(__file__).resolve().parent.parent / "docs" / "figures"
 LARGE_BATCH = 4096
 #: AUROC points below the converged value that still count as converged.
 TOLERANCE = 0.005
+#: A throughput cell is the fastest of up to this many fits, repeated while
+#: they have taken less than FIT_BUDGET_S seconds in all.
+FIT_REPEATS = 3
+FIT_BUDGET_S = 5.0
 
 FULL = {
     "rows": [1_000, 10_000, 100_000],
@@ -140,25 +144,38 @@ def throughput(grid: dict, rates: dict, log) -> list[dict]:
     return rows
 
 
-def _timed_beside_matmul(fit, repeats: int = 3, budget_s: float = 5.0):
+def _timed_beside_matmul(fit, repeats: int = FIT_REPEATS, budget_s: float = FIT_BUDGET_S):
     """The fastest of up to ``repeats`` instrumented fits, and the float32 matmul rate.
 
-    Fits are repeated while they have taken less than ``budget_s`` in all. The
-    matmul rate is measured right before and right after the fits (the higher
-    of the two), so that the MFU compares rates taken under the same
-    conditions of the machine (a shared host's speed drifts over a run).
+    Fits are repeated while they have taken less than ``budget_s`` in all; the
+    matmul rate is taken around them (:func:`_beside_matmul`).
     """
-    before = matmul_rate(seconds=1.0)
-    best, spent = None, 0.0
-    for _ in range(repeats):
-        start = time.perf_counter()
-        record = fit()
-        spent += time.perf_counter() - start
-        if best is None or record.samples_per_s > best.samples_per_s:
-            best = record
-        if spent >= budget_s:
-            break
-    return best, max(before, matmul_rate(seconds=1.0))
+
+    def fastest():
+        best, spent = None, 0.0
+        for _ in range(repeats):
+            start = time.perf_counter()
+            record = fit()
+            spent += time.perf_counter() - start
+            if best is None or record.samples_per_s > best.samples_per_s:
+                best = record
+            if spent >= budget_s:
+                break
+        return best
+
+    return _beside_matmul(fastest, torch.float32)
+
+
+def _beside_matmul(measure, dtype: torch.dtype):
+    """``measure()`` and the ``dtype`` matmul rate measured right before and after it.
+
+    The higher of the two rates is returned, so that an MFU compares rates
+    taken under the same conditions of the machine (a shared host's speed
+    drifts over a run).
+    """
+    before = matmul_rate(dtype, seconds=1.0)
+    result = measure()
+    return result, max(before, matmul_rate(dtype, seconds=1.0))
 
 
 def fit_time(grid: dict, log) -> list[dict]:
@@ -205,11 +222,11 @@ def convergence(grid: dict, log) -> list[dict]:
     setups = [(name, entry, {}) for name, entry in registry.package_detectors().items()]
     for name in ["FlowDetector", "ContrastiveFlowDetector"]:
         entry = registry.package_detectors()[name]
-        default = entry.make(0)
+        defaults = entry.make(0)
         for batch in [1024, LARGE_BATCH]:
             # Adam's step grows with the square root of the batch (the noise of a
             # batch-mean gradient shrinks so)
-            rate = default.learning_rate * math.sqrt(batch / default.batch_size)
+            rate = defaults.learning_rate * math.sqrt(batch / defaults.batch_size)
             setups.append((f"{name} (batch {batch}, learning rate {rate:g}, compiled)", entry,
                            {"batch_size": batch, "learning_rate": rate, "compile": True}))
     for name, entry, params in setups:
@@ -264,13 +281,11 @@ def scoring(grid: dict, rates: dict, log) -> list[dict]:
     rows = []
     for name in registry.package_detectors():
         for n in grid["scoring_rows"]:
-            before = matmul_rate(torch.float64, seconds=1.0)
-            out = subprocess.run(
+            out, rate = _beside_matmul(lambda name=name, n=n: subprocess.run(
                 [sys.executable, "-m", "benchmarks.scoring_memory", name, str(n), "30"],
                 capture_output=True, text=True, check=True,
                 cwd=Path(__file__).resolve().parent.parent,
-            )
-            rate = max(before, matmul_rate(torch.float64, seconds=1.0))
+            ), torch.float64)
             result = json.loads(out.stdout.strip().splitlines()[-1])
             flops_per_s = result["flops_per_row"] * result["rows_per_s"]
             result.update(section="scoring", matmul_rate=rate, mfu=flops_per_s / rate,
@@ -363,9 +378,9 @@ def _tables(results: pd.DataFrame, rates: dict) -> str:
         parts += ["## Training throughput: rows per second (MFU)", "",
                   f"{int(section['rows'].iloc[0]):,} standard normal rows; timed inside the "
                   "main training loop over two epochs (no validation split), the fastest "
-                  "of up to three such fits within 5 s. The MFU of each cell is measured "
-                  "against the float32 matmul rate taken right before and right after its "
-                  "fits (the higher of the two; they ranged from "
+                  f"of up to {FIT_REPEATS} such fits within {FIT_BUDGET_S:g} s. The MFU of "
+                  "each cell is measured against the float32 matmul rate taken right "
+                  "before and right after its fits (the higher of the two; they ranged from "
                   f"{low:.1f} to {high:.1f} GFLOP/s in this run), so that both rates come "
                   "from the same state of the machine; `speed.csv` also has the MFU "
                   "against the rate above (`mfu_run_rate`).", "",

@@ -68,9 +68,9 @@ class TrainingStep:
 
     With ``compile=True`` every term of the loss (the whole term, so that the
     reductions that turn the network's outputs into the loss fuse with it) runs
-    through ``torch.compile`` (on a CPU with a generated C++ wrapper that
-    launches the kernels without Python in between); if compiling fails, a warning is issued and
-    this and every later step run eagerly.
+    through ``torch.compile``, on a CPU with a generated C++ wrapper that
+    launches the kernels without Python in between. If compiling fails, a
+    warning is issued and this and every later step run eagerly.
 
     Parameters
     ----------

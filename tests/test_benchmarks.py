@@ -69,7 +69,7 @@ def test_throughput_keeps_the_fastest_fit_and_the_higher_adjacent_matmul_rate(mo
     from benchmarks import speed
 
     rates = iter([150e9, 170e9])
-    monkeypatch.setattr(speed, "matmul_rate", lambda seconds: next(rates))
+    monkeypatch.setattr(speed, "matmul_rate", lambda dtype, seconds: next(rates))
     fits = iter([SimpleNamespace(samples_per_s=v) for v in (10.0, 30.0, 20.0)])
     record, rate = speed._timed_beside_matmul(lambda: next(fits), repeats=3, budget_s=60.0)
     assert record.samples_per_s == 30.0 and rate == 170e9
