@@ -48,21 +48,21 @@ class CouplingEvaluator:
 
     def __init__(self, inn: Ff.SequenceINN):
         self.layers = []
+        self.n_passive, self.n_active = inn.module_list[0].splits
         log_det = None
         with torch.no_grad():
             for block in inn.module_list:
                 first, _, last = block.subnet
-                n_passive, n_active = block.splits
                 scale = block.global_scale_activation(block.global_scale).reshape(-1)
                 rotation = block.w_perm.reshape(block.w_perm.shape[:2])
                 offset = rotation @ block.global_offset.reshape(-1)
+                clamp = float(block.clamp)
                 self.layers.append((
                     torch.cat([first.bias[:, None], first.weight], dim=1),
                     0.1 * torch.cat([last.weight, last.bias[:, None]], dim=1),
                     torch.cat([offset[:, None], rotation * scale], dim=1),
-                    n_passive,
-                    n_active,
-                    float(block.clamp),
+                    clamp,
+                    torch.full((self.n_active,), clamp, dtype=scale.dtype, device=scale.device),
                 ))
                 block_log_det = torch.log(scale).sum()
                 log_det = block_log_det if log_det is None else log_det + block_log_det
@@ -90,27 +90,39 @@ class CouplingEvaluator:
         return with_min_rows(lambda rows: self._forward(rows, jac), x)
 
     def _forward(self, x: torch.Tensor, jac: bool):
+        # Every intermediate lives in one of four buffers written in place, and
+        # every view of them is taken once: few operations per block and a
+        # small working set. The state alternates between two buffers.
         n_rows, n_features = x.shape
         options = {"dtype": x.dtype, "device": x.device}
-        state = torch.empty((1 + n_features, n_rows), **options)
-        spare = torch.empty((1 + n_features, n_rows), **options)
+        states = [torch.empty((1 + n_features, n_rows), **options) for _ in range(2)]
         hidden = torch.empty((self.hidden_size + 1, n_rows), **options)
-        state[0], spare[0], hidden[-1] = 1.0, 1.0, 1.0
-        state[1:] = x.T
+        coupling = torch.empty((2 * self.n_active, n_rows), **options)
+        for state in states:
+            state[0] = 1.0
+        hidden[-1] = 1.0
+        states[0][1:] = x.T
+        passive = [state[: 1 + self.n_passive] for state in states]  # with the ones
+        active = [state[1 + self.n_passive :] for state in states]
+        features = [state[1:] for state in states]
+        units = hidden[:-1]
+        log_scale, shift = coupling[: self.n_active], coupling[self.n_active :]
         log_jac_det = torch.zeros(n_rows, **options) if jac else None
-        for first, last, mixing, n_passive, n_active, clamp in self.layers:
-            torch.mm(first, state[: 1 + n_passive], out=hidden[:-1])
-            hidden[:-1].relu_()
-            coefficients = torch.mm(last, hidden)
-            log_scale = torch.tanh(coefficients[:n_active]).mul_(clamp)
-            if jac:
-                log_jac_det += log_scale.sum(dim=0)
-            state[1 + n_passive :].mul_(log_scale.exp_()).add_(coefficients[n_active:])
-            torch.mm(mixing, state, out=spare[1:])
-            state, spare = spare, state
+        current = 0
+        for first, last, mixing, clamp, clamps in self.layers:
+            torch.mm(first, passive[current], out=units)
+            units.relu_()
+            torch.mm(last, hidden, out=coupling)
+            log_scale.tanh_()
+            if jac:  # the sum of clamp * tanh over the half, as one product
+                log_jac_det.addmv_(log_scale.T, clamps)
+            log_scale.mul_(clamp).exp_()
+            torch.addcmul(shift, active[current], log_scale, out=active[current])
+            torch.mm(mixing, states[current], out=features[1 - current])
+            current = 1 - current
         if jac:
             log_jac_det += self.log_det
-        return state[1:].T, log_jac_det
+        return features[current].T, log_jac_det
 
 
 def is_foldable(module: nn.Module) -> bool:
@@ -124,6 +136,8 @@ def is_foldable(module: nn.Module) -> bool:
     if not isinstance(module, Ff.SequenceINN) or len(module.module_list) == 0:
         return False
     if not all(_is_plain_block(block) for block in module.module_list):
+        return False
+    if len({tuple(block.splits) for block in module.module_list}) != 1:
         return False
     return len({block.subnet[0].out_features for block in module.module_list}) == 1
 

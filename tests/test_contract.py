@@ -144,6 +144,17 @@ def test_scores_do_not_depend_on_scoring_batches(detector, blobs, monkeypatch):
     np.testing.assert_array_equal(det.score_samples(X_test), whole)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fit_and_scoring_leave_the_input_unchanged(detector, blobs, dtype):
+    # the rows are standardised in place, in a copy of their own
+    X = blobs[0].astype(dtype)
+    original = X.copy()
+    det = clone(detector).fit(X)
+    det.score_samples(X)
+    det.decision_function(X[:5])
+    np.testing.assert_array_equal(X, original)
+
+
 def test_pandas_input_records_feature_names(detector, blobs):
     pd = pytest.importorskip("pandas")
     frame = pd.DataFrame(blobs[0], columns=[f"f{i}" for i in range(4)])
