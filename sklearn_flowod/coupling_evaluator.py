@@ -106,18 +106,19 @@ class CouplingEvaluator:
         active = [state[1 + self.n_passive :] for state in states]
         features = [state[1:] for state in states]
         units = hidden[:-1]
-        log_scale, shift = coupling[: self.n_active], coupling[self.n_active :]
+        # the coupling's scale rows hold s, then tanh(s), then exp(clamp * tanh(s))
+        scale_rows, shift_rows = coupling[: self.n_active], coupling[self.n_active :]
         log_jac_det = torch.zeros(n_rows, **options) if jac else None
         current = 0
         for first, last, mixing, clamp, clamps in self.layers:
             torch.mm(first, passive[current], out=units)
             units.relu_()
             torch.mm(last, hidden, out=coupling)
-            log_scale.tanh_()
+            scale_rows.tanh_()
             if jac:  # the sum of clamp * tanh over the half, as one product
-                log_jac_det.addmv_(log_scale.T, clamps)
-            log_scale.mul_(clamp).exp_()
-            torch.addcmul(shift, active[current], log_scale, out=active[current])
+                log_jac_det.addmv_(scale_rows.T, clamps)
+            scale_rows.mul_(clamp).exp_()
+            torch.addcmul(shift_rows, active[current], scale_rows, out=active[current])
             torch.mm(mixing, states[current], out=features[1 - current])
             current = 1 - current
         if jac:
@@ -130,8 +131,8 @@ def is_foldable(module: nn.Module) -> bool:
 
     True for a FrEIA ``SequenceINN`` of plain ``AllInOneBlock`` couplings on
     flat data (no conditions, GIN, Householder or reverse permutation) whose
-    subnets are ``Linear, ReLU, Linear`` of one hidden width, as the package
-    builds them.
+    subnets are ``Linear, ReLU, Linear`` of one hidden width and whose blocks
+    split the features alike, as the package builds them.
     """
     if not isinstance(module, Ff.SequenceINN) or len(module.module_list) == 0:
         return False
