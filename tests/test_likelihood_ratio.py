@@ -207,3 +207,21 @@ def test_pipeline_with_the_generator(labelled_blobs):
         cv=StratifiedKFold(3),
     ).fit(X, y)
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+
+
+def test_scoring_looks_up_the_general_flow_once_per_call(monkeypatch):
+    import sklearn_flowod.base as base
+    import sklearn_flowod.detectors.likelihood_ratio as likelihood_ratio
+
+    X = np.random.RandomState(0).normal(size=(200, 3))
+    det = LikelihoodRatioDetector(max_epochs=2, random_state=0).fit(X)
+    expected = det.score_samples(X)
+    calls = []
+    original = likelihood_ratio.scoring_view
+    monkeypatch.setattr(
+        likelihood_ratio, "scoring_view", lambda module: calls.append(module) or original(module)
+    )
+    monkeypatch.setattr(base, "CPU_SCORING_BATCH_SIZE", 16)
+    monkeypatch.setattr(base, "SCORING_BATCH_SIZE", 16)
+    np.testing.assert_array_equal(det.score_samples(X), expected)
+    assert len(calls) == 1  # 13 batches

@@ -393,9 +393,20 @@ class LikelihoodRatioDetector(BaseFlowDetector):
 
     def _anomaly_score(self, module, batch):
         """``log p_g(x) - log p_in(x)``: the negative log-likelihood ratio."""
+        return self._log_ratio(module, scoring_view(self._general_flow().module_), batch)
+
+    def _raw_scores(self, X) -> np.ndarray:
+        # the general flow's scoring view is looked up once, not once per batch
+        check_is_fitted(self)
+        general_module = scoring_view(self._general_flow().module_)
+        return self._apply_in_batches(
+            X, lambda module, batch: self._log_ratio(module, general_module, batch)
+        )
+
+    def _log_ratio(self, module, general_module, batch: torch.Tensor) -> torch.Tensor:
+        """``log p_g(x) - log p_in(x)`` with the general flow evaluated by ``general_module``."""
         log_p_in = -self._negative_log_density(module, batch)
         general = self._general_flow()
-        general_module = scoring_view(general.module_)
         log_p_g = -general._negative_log_density(general_module, self._to_general_input(batch))
         return log_p_g.to(device=batch.device, dtype=batch.dtype) - log_p_in
 
