@@ -565,7 +565,8 @@ def main(argv=None) -> pd.DataFrame:
                  "its header).\n\n")
     page += _tables(results, rates)
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    results.to_csv(csv_path, index=False, float_format="%.6g")
+    # enough digits that a later --update renders the kept sections unchanged
+    results.to_csv(csv_path, index=False, float_format="%.10g")
     (args.out_dir / f"{args.name}.md").write_text(page)
     if "fit_time" in args.sections:
         figure_dir = FIGURE_DIR if args.out_dir == RESULTS_DIR else args.out_dir
