@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .flat_parameters import flat_parameters
 from .training_step import LossFn, SummedLoss, TrainingStep
 
 logger = logging.getLogger("sklearn_flowod")
@@ -105,6 +106,7 @@ def train_module(
     generator: torch.Generator,
     validation_loss_fn: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
     validation_view: Callable[[nn.Module], Callable] | None = None,
+    compiled_view: Callable[[nn.Module], Callable] | None = None,
     epoch_callback: Callable[[nn.Module, int], None] | None = None,
     compile: bool = False,
     verbose: int = 0,
@@ -152,6 +154,11 @@ def train_module(
         ``validation_view(module)`` returns what the default validation loss
         evaluates in place of ``module`` (in inference mode), e.g. a faster
         inference-only equivalent of the network; None evaluates ``module``.
+    compiled_view : callable or None, default=None
+        ``compiled_view(module)`` returns what the compiled loss evaluates
+        in place of ``module`` (only with ``compile=True``), e.g. an
+        equivalent forward pass that compiles to faster code; None
+        evaluates ``module``.
     epoch_callback : callable or None, default=None
         ``epoch_callback(module, epoch)`` is called after every completed
         epoch (``epoch`` is 1-based), before the validation loss is computed,
@@ -183,68 +190,70 @@ def train_module(
     steps_per_epoch = max(1, math.ceil(n_samples / batch_size))
     if compile:
         steps_per_epoch = max(1, n_samples // batch_size)
-    training_step = TrainingStep(module, loss_fn, compile=compile)
-    optimizer = _adam(module, learning_rate, weight_decay)
-    schedule = _schedule(lr_schedule, max_epochs * steps_per_epoch)
-    val_seed = int(torch.randint(2**31 - 1, (1,), generator=generator, device=device))
-    if validation_loss_fn is None:
-        val_generator = torch.Generator(device=device)
+    with flat_parameters(module) as parameters:
+        training_step = TrainingStep(module, loss_fn, compile=compile,
+                                     compiled_view=compiled_view)
+        optimizer = _adam(parameters, learning_rate, weight_decay)
+        schedule = _schedule(lr_schedule, max_epochs * steps_per_epoch)
+        val_seed = int(torch.randint(2**31 - 1, (1,), generator=generator, device=device))
+        if validation_loss_fn is None:
+            val_generator = torch.Generator(device=device)
 
-        def validation_loss_fn(m, x):
-            val_generator.manual_seed(val_seed)
-            return loss_fn(m if validation_view is None else validation_view(m), x,
-                           val_generator)
+            def validation_loss_fn(m, x):
+                val_generator.manual_seed(val_seed)
+                return loss_fn(m if validation_view is None else validation_view(m), x,
+                               val_generator)
 
-    history = TrainingHistory()
-    best_loss, best_weights, patience = math.inf, None, 0
-    bar = _progress(verbose, max_epochs)
-    epoch = 0
-    while epoch < max_epochs:
-        snapshot = _snapshot(module, optimizer)
-        module.train()
-        order = torch.randperm(n_samples, generator=generator, device=device)
-        total = torch.zeros((), device=device)
-        for step in range(steps_per_epoch):
-            start = step * batch_size
-            if schedule is not None:
-                lr = learning_rate * schedule(epoch * steps_per_epoch + step)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-            batch = X_train.index_select(0, order[start : start + batch_size])
-            if noise_std > 0:  # the gathered batch is a copy: add the noise in place
-                batch += torch.empty_like(batch).normal_(0.0, noise_std, generator=generator)
-            optimizer.zero_grad(set_to_none=True)
-            loss = training_step(batch, generator)
-            if max_grad_norm is not None:
-                nn.utils.clip_grad_norm_(module.parameters(), max_grad_norm)
-            optimizer.step()
-            total += loss * batch.shape[0]
-        epoch_loss = float(total) / min(n_samples, steps_per_epoch * batch_size)
-        if not math.isfinite(epoch_loss) or not _finite_weights(module):
-            learning_rate = _recover(module, optimizer, snapshot, history, epoch, learning_rate)
-            continue
-        epoch += 1
-        if epoch_callback is not None:
-            epoch_callback(module, epoch)
-        history.loss_curve.append(epoch_loss)
-        history.n_epochs = epoch
-        message = f"epoch {epoch}/{max_epochs}: loss {epoch_loss:.5g}"
-        if X_val is not None:
-            module.eval()
-            with torch.inference_mode():
-                val_loss = float(validation_loss_fn(module, X_val))
-            history.validation_loss_curve.append(val_loss)
-            message += f", validation loss {val_loss:.5g}"
-            if n_iter_no_change is None:
-                pass  # no early stopping: the last weights are kept
-            elif val_loss < best_loss - tol or best_weights is None:
-                best_loss, patience, history.best_epoch = val_loss, 0, epoch
-                best_weights = {k: v.detach().clone() for k, v in module.state_dict().items()}
-            else:
-                patience += 1
-        _report(bar, message, epoch_loss)
-        if X_val is not None and n_iter_no_change is not None and patience >= n_iter_no_change:
-            break
+        history = TrainingHistory()
+        best_loss, best_weights, patience = math.inf, None, 0
+        bar = _progress(verbose, max_epochs)
+        epoch = 0
+        while epoch < max_epochs:
+            snapshot = _snapshot(module, optimizer)
+            module.train()
+            order = torch.randperm(n_samples, generator=generator, device=device)
+            total = torch.zeros((), device=device)
+            for step in range(steps_per_epoch):
+                start = step * batch_size
+                if schedule is not None:
+                    lr = learning_rate * schedule(epoch * steps_per_epoch + step)
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr
+                batch = X_train.index_select(0, order[start : start + batch_size])
+                if noise_std > 0:  # the gathered batch is a copy: add the noise in place
+                    batch += torch.empty_like(batch).normal_(0.0, noise_std, generator=generator)
+                _zero_grad(parameters)
+                loss = training_step(batch, generator)
+                if max_grad_norm is not None:
+                    _clip_grad_norm(parameters, max_grad_norm)
+                optimizer.step()
+                total += loss * batch.shape[0]
+            epoch_loss = float(total) / min(n_samples, steps_per_epoch * batch_size)
+            if not math.isfinite(epoch_loss) or not _finite_weights(parameters):
+                learning_rate = _recover(module, optimizer, snapshot, history, epoch, learning_rate)
+                continue
+            epoch += 1
+            if epoch_callback is not None:
+                epoch_callback(module, epoch)
+            history.loss_curve.append(epoch_loss)
+            history.n_epochs = epoch
+            message = f"epoch {epoch}/{max_epochs}: loss {epoch_loss:.5g}"
+            if X_val is not None:
+                module.eval()
+                with torch.inference_mode():
+                    val_loss = float(validation_loss_fn(module, X_val))
+                history.validation_loss_curve.append(val_loss)
+                message += f", validation loss {val_loss:.5g}"
+                if n_iter_no_change is None:
+                    pass  # no early stopping: the last weights are kept
+                elif val_loss < best_loss - tol or best_weights is None:
+                    best_loss, patience, history.best_epoch = val_loss, 0, epoch
+                    best_weights = {k: v.detach().clone() for k, v in module.state_dict().items()}
+                else:
+                    patience += 1
+            _report(bar, message, epoch_loss)
+            if X_val is not None and n_iter_no_change is not None and patience >= n_iter_no_change:
+                break
     if bar is not None:
         bar.close()
     if best_weights is not None:
@@ -255,8 +264,10 @@ def train_module(
     return history
 
 
-def _adam(module: nn.Module, learning_rate: float, weight_decay: float) -> torch.optim.Adam:
-    """Adam over ``module``'s parameters, fused into one kernel per step where torch can.
+def _adam(
+    parameters: list[nn.Parameter], learning_rate: float, weight_decay: float
+) -> torch.optim.Adam:
+    """Adam over ``parameters``, fused into one kernel per step where torch can.
 
     The fused implementation updates all parameters together instead of
     running a dozen small operations per parameter tensor (torch >= 2.4 on
@@ -264,13 +275,34 @@ def _adam(module: nn.Module, learning_rate: float, weight_decay: float) -> torch
     """
     options = {"lr": learning_rate, "weight_decay": weight_decay}
     try:
-        return torch.optim.Adam(module.parameters(), fused=True, **options)
+        return torch.optim.Adam(parameters, fused=True, **options)
     except RuntimeError:  # fused Adam does not support this device or torch version
-        return torch.optim.Adam(module.parameters(), **options)
+        return torch.optim.Adam(parameters, **options)
 
 
-def _finite_weights(module: nn.Module) -> bool:
-    flat = torch.cat([p.detach().reshape(-1) for p in module.parameters()])
+def _zero_grad(parameters: list[nn.Parameter]) -> None:
+    """Clear the gradients in place (the flat parameters' views must stay)."""
+    for parameter in parameters:
+        if parameter.grad is not None:
+            parameter.grad.zero_()
+
+
+def _clip_grad_norm(parameters: list[nn.Parameter], max_norm: float) -> None:
+    """``torch.nn.utils.clip_grad_norm_``, in three operations for one flat gradient.
+
+    The gradients are scaled by ``min(1, max_norm / (norm + 1e-6))``, the
+    factor torch uses.
+    """
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if len(grads) != 1:
+        nn.utils.clip_grad_norm_(parameters, max_norm)
+        return
+    factor = max_norm / (torch.linalg.vector_norm(grads[0]) + 1e-6)
+    grads[0].mul_(factor.clamp_(max=1.0))
+
+
+def _finite_weights(parameters: list[nn.Parameter]) -> bool:
+    flat = torch.cat([p.detach().reshape(-1) for p in parameters])
     return bool(torch.isfinite(flat).all())
 
 

@@ -80,25 +80,39 @@ class TrainingStep:
         The training loss.
     compile : bool, default=False
         Compile the loss's terms.
+    compiled_view : callable or None, default=None
+        ``compiled_view(module)`` returns what the compiled terms evaluate in
+        place of ``module``: an equivalent differentiable function of its
+        parameters that compiles to faster code (e.g.
+        :func:`~sklearn_flowod.padded_coupling.padded_view`). The terms run
+        eagerly on ``module`` itself.
     """
 
-    def __init__(self, module: nn.Module, loss_fn: LossFn | SummedLoss, *, compile: bool = False):
+    def __init__(
+        self,
+        module: nn.Module,
+        loss_fn: LossFn | SummedLoss,
+        *,
+        compile: bool = False,
+        compiled_view: Callable[[nn.Module], object] | None = None,
+    ):
         self.module = module
         self.loss = as_summed_loss(loss_fn)
         self.compiled = None
         if compile:
             options = _compile_options(module)
             self.compiled = [torch.compile(term, options=options) for term in self.loss.terms]
+            self.compiled_module = module if compiled_view is None else compiled_view(module)
 
     def __call__(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Accumulate the gradients of the loss of ``batch``; return the (detached) loss."""
         if self.compiled is not None:
             state = generator.get_state()
             try:
-                return self._backward(self.compiled, batch, generator)
+                return self._backward(self.compiled, self.compiled_module, batch, generator)
             except Exception as error:  # noqa: BLE001 - any compiler failure
                 self.compiled = None
-                self.module.zero_grad(set_to_none=True)
+                self.module.zero_grad(set_to_none=False)
                 generator.set_state(state)
                 warnings.warn(
                     f"torch.compile failed ({type(error).__name__}: {error}); training "
@@ -106,12 +120,12 @@ class TrainingStep:
                     RuntimeWarning,
                     stacklevel=3,
                 )
-        return self._backward(self.loss.terms, batch, generator)
+        return self._backward(self.loss.terms, self.module, batch, generator)
 
-    def _backward(self, terms, batch, generator) -> torch.Tensor:
+    def _backward(self, terms, module, batch, generator) -> torch.Tensor:
         total = None
         for term, args in zip(terms, self.loss.inputs(batch, generator), strict=True):
-            value = term(self.module, *args)
+            value = term(module, *args)
             value.backward()
             total = value.detach() if total is None else total + value.detach()
         return total

@@ -206,8 +206,8 @@ def test_detectors_pass_compile_to_training(detector_class, monkeypatch):
 def test_adam_is_fused_where_torch_supports_it(monkeypatch):
     from sklearn_flowod.training import _adam
 
-    module = nn.Linear(3, 2)
-    assert _adam(module, 1e-3, 0.0).defaults["fused"] is True  # CPU, torch >= 2.4
+    parameters = list(nn.Linear(3, 2).parameters())
+    assert _adam(parameters, 1e-3, 0.0).defaults["fused"] is True  # CPU, torch >= 2.4
     original = torch.optim.Adam
 
     def without_fused(params, fused=None, **options):
@@ -216,7 +216,7 @@ def test_adam_is_fused_where_torch_supports_it(monkeypatch):
         return original(params, **options)
 
     monkeypatch.setattr(torch.optim, "Adam", without_fused)
-    assert not _adam(module, 1e-3, 0.0).defaults["fused"]
+    assert not _adam(parameters, 1e-3, 0.0).defaults["fused"]
 
 
 @pytest.mark.skipif(_no_compiler(), reason="torch.compile needs a C++ compiler on a CPU")

@@ -9,6 +9,7 @@ import torch
 
 from ..coupling_evaluator import folded_view
 from ..networks import with_min_rows
+from ..padded_coupling import padded_view
 from ._inn import BaseINNDetector
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -43,8 +44,10 @@ class BaseFlowDetector(BaseINNDetector):
 
     def _training_options(self) -> dict:
         # the losses of the flows only evaluate module(x, jac=True): the validation
-        # loss can run through a folded copy of the network, as scoring does
-        return {**super()._training_options(), "validation_view": folded_view}
+        # loss can run through a folded copy of the network, as scoring does, and
+        # compiled training through the padded forward pass
+        return {**super()._training_options(), "validation_view": folded_view,
+                "compiled_view": padded_view}
 
     def _input_space_correction(self) -> float:
         """What turns a model-space log-density into one over the input features.
