@@ -41,14 +41,15 @@ class FitRecord:
     fit_s: float = 0.0  # wall-clock time of the fit, without the measurement's own
     instrumentation_s: float = 0.0  # counting FLOPs and checking the AUROC
     train_s: float = 0.0
-    n_train: int = 0
+    n_samples_seen: int = 0  # rows that went into its optimisation steps
     n_epochs: int = 0
     flops_per_sample: float = 0.0
     curve: list[tuple[int, float, float]] = field(default_factory=list)  # epoch, s, auroc
 
     @property
     def samples_per_s(self) -> float:
-        return self.n_train * self.n_epochs / self.train_s
+        """Training rows through the main loop's optimisation steps per second."""
+        return self.n_samples_seen / self.train_s
 
     def time_to_auroc(self, target: float) -> float:
         """Fit time until the held-out AUROC first reached ``target`` (inf if never).
@@ -94,7 +95,6 @@ def _wrapped_training(record: FitRecord, detector, evaluation):
         record.flops_per_sample = count_flops(step) / batch.shape[0]
         module.zero_grad(set_to_none=True)
         record.instrumentation_s += time.perf_counter() - counting
-        record.n_train = X_train.shape[0]
         spent = [0.0]
         start = time.perf_counter()
         if evaluation is not None:
@@ -103,6 +103,7 @@ def _wrapped_training(record: FitRecord, detector, evaluation):
         record.train_s = time.perf_counter() - start - spent[0]
         record.instrumentation_s += spent[0]
         record.n_epochs = history.n_epochs
+        record.n_samples_seen = history.n_samples_seen
         return history
 
     package_base.train_module = wrapper

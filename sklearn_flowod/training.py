@@ -45,6 +45,10 @@ class TrainingHistory:
         1-based epoch whose weights the module holds at the end.
     n_epochs : int
         Number of completed epochs.
+    n_samples_seen : int
+        Training rows that went into the optimisation steps of the completed
+        epochs (with ``compile=True`` an epoch leaves out the rows beyond its
+        last full batch).
     n_lr_reductions : int
         How often a diverged epoch was retried with a smaller step.
     """
@@ -53,6 +57,7 @@ class TrainingHistory:
     validation_loss_curve: list[float] = field(default_factory=list)
     best_epoch: int = 0
     n_epochs: int = 0
+    n_samples_seen: int = 0
     n_lr_reductions: int = 0
 
 
@@ -190,6 +195,7 @@ def train_module(
     steps_per_epoch = max(1, math.ceil(n_samples / batch_size))
     if compile:
         steps_per_epoch = max(1, n_samples // batch_size)
+    rows_per_epoch = min(n_samples, steps_per_epoch * batch_size)
     with flat_parameters(module) as parameters:
         training_step = TrainingStep(module, loss_fn, compile=compile,
                                      compiled_view=compiled_view)
@@ -228,7 +234,7 @@ def train_module(
                     _clip_grad_norm(parameters, max_grad_norm)
                 optimizer.step()
                 total += loss * batch.shape[0]
-            epoch_loss = float(total) / min(n_samples, steps_per_epoch * batch_size)
+            epoch_loss = float(total) / rows_per_epoch
             if not math.isfinite(epoch_loss) or not _finite_weights(parameters):
                 learning_rate = _recover(module, optimizer, snapshot, history, epoch, learning_rate)
                 continue
@@ -237,6 +243,7 @@ def train_module(
                 epoch_callback(module, epoch)
             history.loss_curve.append(epoch_loss)
             history.n_epochs = epoch
+            history.n_samples_seen += rows_per_epoch
             message = f"epoch {epoch}/{max_epochs}: loss {epoch_loss:.5g}"
             if X_val is not None:
                 module.eval()

@@ -31,7 +31,7 @@ def test_instrumented_fit_times_the_main_loop_and_scores_every_epoch():
     record = instrumented_fit(FlowDetector(max_epochs=4, **SMALL), X,
                               evaluation=(X_test, y_test))
     wall = time.perf_counter() - start
-    assert record.n_epochs == 4 and record.n_train == 600
+    assert record.n_epochs == 4 and record.n_samples_seen == 4 * 600
     # the FLOP count and the four AUROC checks are the benchmark's, not the fit's
     assert record.instrumentation_s > 0
     assert record.fit_s + record.instrumentation_s <= wall
@@ -51,7 +51,7 @@ def test_instrumented_fit_measures_the_detector_not_its_inner_fits():
     record = instrumented_fit(LikelihoodRatioDetector(max_epochs=2, **SMALL), X)
     # the general flow is fitted on as many generated rows, inside fit: the record
     # belongs to the in-distribution flow's loop (one timing, one FLOP count)
-    assert record.n_train == 400 and record.n_epochs == 2
+    assert record.n_samples_seen == 2 * 400 and record.n_epochs == 2
     assert record.samples_per_s > 0
 
 

@@ -151,9 +151,17 @@ def test_compiling_trains_on_full_batches_only():
 
     expect_fallback = pytest.warns(RuntimeWarning, match="torch.compile failed")
     with expect_fallback if _no_compiler() else contextlib.nullcontext():
-        train_module(module, recording_loss, rows[:60], max_epochs=2, batch_size=16,
-                     learning_rate=0.05, generator=_generator(), compile=True)
+        history = train_module(module, recording_loss, rows[:60], max_epochs=2, batch_size=16,
+                               learning_rate=0.05, generator=_generator(), compile=True)
     assert set(seen) == {16} and len(seen) >= 2 * 3  # 60 rows: 3 full batches an epoch
+    assert history.n_samples_seen == 2 * 48
+
+
+def test_every_row_is_seen_once_an_epoch_without_compiling():
+    module, loss, rows = _problem()
+    history = train_module(module, loss, rows[:60], max_epochs=3, batch_size=16,
+                           learning_rate=0.05, generator=_generator())
+    assert history.n_samples_seen == 3 * 60
 
 
 def test_a_failing_compiler_falls_back_to_the_uncompiled_step(monkeypatch):
