@@ -4,7 +4,9 @@ Mini-batch Adam with an optional cosine learning-rate schedule, per-epoch
 loss curves, early stopping on a held-out validation split with the best
 weights restored, and a guard against divergence. The loop never
 synchronises the host with the device inside an epoch: losses are summed on
-the device and read once per epoch.
+the device and read once per epoch. While it runs, the trainable parameters
+share one flat buffer (:mod:`sklearn_flowod.flat_parameters`), so that
+clearing, clipping and the Adam step are one operation each per step.
 """
 
 from __future__ import annotations

@@ -78,3 +78,33 @@ def test_throughput_keeps_the_fastest_fit_and_the_higher_adjacent_matmul_rate(mo
     fits = iter([SimpleNamespace(samples_per_s=5.0)])
     record, rate = speed._timed_beside_matmul(lambda: next(fits), repeats=3, budget_s=0.0)
     assert record.samples_per_s == 5.0 and rate == 150e9
+
+
+def test_the_contrastive_reference_term_clamps_the_shuffled_batch_log_density():
+    from benchmarks.reference_flow import (
+        build_reference_flow,
+        contrastive_term,
+        negative_log_likelihood,
+    )
+
+    torch.manual_seed(0)
+    flow = build_reference_flow(4, n_blocks=2, hidden_size=8)
+    batch = torch.randn(32, 4)
+    assert float(contrastive_term(flow, batch, clamp=1e6)) == 1e6
+    torch.manual_seed(1)
+    unclamped = contrastive_term(flow, batch, clamp=-math.inf)
+    torch.manual_seed(1)
+    order = torch.argsort(torch.rand(batch.shape), dim=0)
+    shuffled = torch.gather(batch, 0, order)
+    # every column keeps its values, the rows are mixed
+    assert torch.equal(shuffled.sort(dim=0).values, batch.sort(dim=0).values)
+    expected = -negative_log_likelihood(flow, shuffled).mean()
+    torch.testing.assert_close(unclamped, expected)
+
+
+def test_each_detector_is_compared_with_the_reference_loop_of_its_loss():
+    from benchmarks.speed import REFERENCES, _reference_of
+
+    assert _reference_of("ContrastiveFlowDetector (batch 4096, compiled)") == "contrastive"
+    assert _reference_of("FlowDetector") == _reference_of("DeepSVDDDetector") == "flow"
+    assert set(REFERENCES) == {"flow", "contrastive"}
