@@ -1,7 +1,7 @@
 """A network's trainable parameters as views of one contiguous buffer.
 
-Every step of the training loop clears, clips and updates the gradients of
-all trainable parameters. A coupling flow has dozens of small parameter
+Every step of the training loop clears and clips the gradients of all
+trainable parameters and updates their values. A coupling flow has dozens of small parameter
 tensors; handled one by one, that is dozens of tiny kernels per step and
 their dispatch from Python, a noticeable share of a step on a CPU. While
 training, :func:`flat_parameters` lets the weights and their gradients live
