@@ -1,6 +1,7 @@
 """Shared fixtures and small training budgets for the test suite."""
 
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -20,6 +21,11 @@ from sklearn_flowod import (
 #: Small networks and few epochs: enough to test behaviour, fast on 2 cores.
 SMALL_BUDGET = {"n_blocks": 2, "hidden_size": 16, "max_epochs": 5, "device": "cpu"}
 SMALL_SVDD = {"hidden_sizes": (16,), "representation_size": 8, "max_epochs": 5, "device": "cpu"}
+
+
+def no_compiler() -> bool:
+    """Whether this machine lacks the C++ compiler ``torch.compile`` needs on a CPU."""
+    return not any(shutil.which(cc) for cc in ("g++", "c++", "clang++", "cc", "gcc"))
 
 
 def small_detectors():

@@ -1,7 +1,6 @@
 """The padded training forward pass: FrEIA's flow, gradients included, on full vectors."""
 
 import contextlib
-import shutil
 
 import numpy as np
 import pytest
@@ -19,6 +18,8 @@ from sklearn_flowod.padded_coupling import (
     padded_width,
 )
 from sklearn_flowod.training_step import TrainingStep
+
+from .conftest import no_compiler
 
 
 def _trained_looking_flow(n_features, seed, n_blocks=3, dtype=torch.float64):
@@ -98,14 +99,10 @@ def test_compiled_training_of_a_flow_on_thirty_features_runs_the_padded_pass(mon
     X = np.random.RandomState(0).normal(size=(256, 30))
     params = {"n_blocks": 2, "hidden_size": 8, "max_epochs": 3, "batch_size": 64,
               "validation_fraction": None, "device": "cpu", "random_state": 0}
-    with pytest.warns(RuntimeWarning) if _no_compiler() else contextlib.nullcontext():
+    with pytest.warns(RuntimeWarning) if no_compiler() else contextlib.nullcontext():
         compiled = FlowDetector(compile=True, **params).fit(X)
     eager = FlowDetector(**params).fit(X)
     assert len(views) == 1 and isinstance(views[0], PaddedCouplingForward)
     # 256 rows in batches of 64: the same batches, so nearly the same training
     np.testing.assert_allclose(compiled.loss_curve_, eager.loss_curve_, rtol=1e-4)
     np.testing.assert_allclose(compiled.score_samples(X), eager.score_samples(X), rtol=1e-3)
-
-
-def _no_compiler() -> bool:
-    return not any(shutil.which(cc) for cc in ("g++", "c++", "clang++", "cc", "gcc"))

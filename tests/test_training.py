@@ -2,7 +2,6 @@
 
 import contextlib
 import logging
-import shutil
 
 import numpy as np
 import pytest
@@ -16,6 +15,8 @@ from sklearn_flowod import (
     LikelihoodRatioDetector,
 )
 from sklearn_flowod.training import TrainingDivergedError, train_module
+
+from .conftest import no_compiler
 
 
 def _problem(seed=0):
@@ -150,7 +151,7 @@ def test_compiling_trains_on_full_batches_only():
         return loss(m, batch, generator)
 
     expect_fallback = pytest.warns(RuntimeWarning, match="torch.compile failed")
-    with expect_fallback if _no_compiler() else contextlib.nullcontext():
+    with expect_fallback if no_compiler() else contextlib.nullcontext():
         history = train_module(module, recording_loss, rows[:60], max_epochs=2, batch_size=16,
                                learning_rate=0.05, generator=_generator(), compile=True)
     assert set(seen) == {16} and len(seen) >= 2 * 3  # 60 rows: 3 full batches an epoch
@@ -182,10 +183,6 @@ def test_a_failing_compiler_falls_back_to_the_uncompiled_step(monkeypatch):
     # 64 rows in batches of 16: the same batches, so the very same training
     assert fallback.loss_curve == eager.loss_curve
     assert torch.equal(other.weight, module.weight)
-
-
-def _no_compiler() -> bool:
-    return not any(shutil.which(cc) for cc in ("g++", "c++", "clang++", "cc", "gcc"))
 
 
 @pytest.mark.parametrize(
@@ -227,7 +224,7 @@ def test_adam_is_fused_where_torch_supports_it(monkeypatch):
     assert not _adam(parameters, 1e-3, 0.0).defaults["fused"]
 
 
-@pytest.mark.skipif(_no_compiler(), reason="torch.compile needs a C++ compiler on a CPU")
+@pytest.mark.skipif(no_compiler(), reason="torch.compile needs a C++ compiler on a CPU")
 def test_refitting_with_another_clamp_reuses_the_compiled_loss():
     from torch._dynamo.utils import counters
 
