@@ -253,10 +253,11 @@ def convergence(grid: dict, log) -> list[dict]:
         default = _make(entry, **params)
         record = instrumented_fit(default, X_train, evaluation=evaluation)
         seconds = record.time_to_auroc(converged - TOLERANCE)
-        reference = references[_reference_of(name)]
+        kind = _reference_of(name)
+        reference = references[kind]
         rows.append({
             "section": "convergence", "detector": name,
-            "reference": REFERENCES[_reference_of(name)], "rows": X_train.shape[0],
+            "reference": REFERENCES[kind], "rows": X_train.shape[0],
             "features": X_train.shape[1], "converged_auroc": converged,
             "default_auroc": _test_auroc(default, evaluation),
             "time_to_converged_s": seconds, "default_fit_s": record.fit_s,
@@ -476,8 +477,6 @@ def _convergence_table(section: pd.DataFrame) -> list[str]:
     ].copy()
     for column in ["converged_auroc", "default_auroc"]:
         table[column] = table[column] * 100
-    if "reference" not in section:  # results of a run before the contrastive reference
-        section = section.assign(reference=section["detector"].iloc[0])
     references = section[section["detector"] == section["reference"]]
     names = {REFERENCES["flow"]: "the maximum-likelihood loop",
              REFERENCES["contrastive"]: "the contrastive loop"}
