@@ -8,6 +8,12 @@ released before the next term's forward pass, so that one pass's working
 set, not two, has to stay in the CPU's caches, and the random inputs are
 drawn outside the terms, so that a compiled term is one graph without
 breaks.
+
+A loss whose terms are means over the rows of their inputs (``row_means``)
+is evaluated by a compiled step on a CPU in micro-batches of
+:data:`MICRO_BATCH_ROWS` rows when the batch is larger (see
+:func:`micro_batches`): the gradient is the same, and one micro-batch's
+activations, half or less of the batch's, compete less for the caches.
 """
 
 from __future__ import annotations
@@ -19,6 +25,13 @@ import torch
 from torch import nn
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Generator], torch.Tensor]
+
+#: Rows of one micro-batch of a compiled step on a CPU.
+MICRO_BATCH_ROWS = 2048
+#: A batch is split only if a micro-batch of it takes at least this many bytes
+#: (2,048 rows of 24 float32 features): with fewer features the added kernel
+#: launches cost more than the smaller working set saves.
+MIN_MICRO_BATCH_BYTES = 192 * 1024
 
 
 class SummedLoss:
@@ -33,6 +46,12 @@ class SummedLoss:
     terms : sequence of callables
         ``terms[i](module, *args)`` returns a scalar tensor; they must not
         draw random numbers.
+    row_means : bool, default=False
+        Every term is a mean over rows plus terms that do not depend on
+        them: its value on a batch is the average of its values on equal
+        parts of the batch, split along the first dimension of every tensor
+        argument with as many rows as the batch. A compiled step may then
+        evaluate the terms in micro-batches.
 
     Notes
     -----
@@ -45,15 +64,63 @@ class SummedLoss:
         self,
         inputs: Callable[[torch.Tensor, torch.Generator], Sequence[tuple]],
         terms: Sequence[Callable[..., torch.Tensor]],
+        *,
+        row_means: bool = False,
     ):
         self.inputs = inputs
         self.terms = tuple(terms)
+        self.row_means = row_means
 
     def __call__(
         self, module: nn.Module, batch: torch.Tensor, generator: torch.Generator
     ) -> torch.Tensor:
         arguments = self.inputs(batch, generator)
         return sum(term(module, *args) for term, args in zip(self.terms, arguments, strict=True))
+
+
+def row_mean_loss(term: Callable[[nn.Module, torch.Tensor], torch.Tensor]) -> SummedLoss:
+    """The loss ``term(module, batch)``, a mean over the batch's rows.
+
+    Parameters
+    ----------
+    term : callable
+        ``term(module, batch)`` returns the mean over the rows of ``batch``
+        of a per-row quantity (plus, possibly, terms independent of them).
+
+    Returns
+    -------
+    loss : SummedLoss
+        A one-term loss with ``row_means=True``.
+    """
+    return SummedLoss(lambda batch, generator: ((batch,),), (term,), row_means=True)
+
+
+def micro_batches(batch: torch.Tensor) -> int:
+    """Equal parts a compiled step evaluates ``batch`` of a row-mean loss in.
+
+    On a CPU, a batch with at least twice :data:`MICRO_BATCH_ROWS` rows is
+    split into as many equal parts of at least that many rows as divide it,
+    provided one part takes :data:`MIN_MICRO_BATCH_BYTES` or more; other
+    batches, and every batch on an accelerator, are evaluated whole.
+
+    Parameters
+    ----------
+    batch : torch.Tensor
+        The batch, rows first.
+
+    Returns
+    -------
+    parts : int
+        Number of micro-batches, 1 for the whole batch.
+    """
+    n_rows = batch.shape[0]
+    row_bytes = batch[:1].numel() * batch.element_size()
+    if batch.device.type != "cpu" or MICRO_BATCH_ROWS * row_bytes < MIN_MICRO_BATCH_BYTES:
+        return 1
+    parts = max(1, n_rows // MICRO_BATCH_ROWS)
+    while n_rows % parts:
+        parts -= 1
+    return parts
 
 
 def as_summed_loss(loss_fn: LossFn | SummedLoss) -> SummedLoss:
@@ -69,8 +136,10 @@ class TrainingStep:
     With ``compile=True`` every term of the loss (the whole term, so that the
     reductions that turn the network's outputs into the loss fuse with it) runs
     through ``torch.compile``, on a CPU with a generated C++ wrapper that
-    launches the kernels without Python in between. If compiling fails, a
-    warning is issued and this and every later step run eagerly.
+    launches the kernels without Python in between. The compiled terms of a
+    loss with ``row_means`` evaluate large CPU batches in micro-batches
+    (:func:`micro_batches`). If compiling fails, a warning is issued and this
+    and every later step run eagerly (on whole batches).
 
     Parameters
     ----------
@@ -108,8 +177,10 @@ class TrainingStep:
         """Accumulate the gradients of the loss of ``batch``; return the (detached) loss."""
         if self.compiled is not None:
             state = generator.get_state()
+            parts = micro_batches(batch) if self.loss.row_means else 1
             try:
-                return self._backward(self.compiled, self.compiled_module, batch, generator)
+                return self._backward(self.compiled, self.compiled_module, batch, generator,
+                                      parts)
             except Exception as error:  # noqa: BLE001 - any compiler failure
                 self.compiled = None
                 self.module.zero_grad(set_to_none=False)
@@ -122,13 +193,31 @@ class TrainingStep:
                 )
         return self._backward(self.loss.terms, self.module, batch, generator)
 
-    def _backward(self, terms, module, batch, generator) -> torch.Tensor:
+    def _backward(self, terms, module, batch, generator, parts: int = 1) -> torch.Tensor:
         total = None
         for term, args in zip(terms, self.loss.inputs(batch, generator), strict=True):
-            value = term(module, *args)
-            value.backward()
-            total = value.detach() if total is None else total + value.detach()
+            for part_args in _split_rows(args, batch.shape[0], parts):
+                value = term(module, *part_args)
+                if parts > 1:
+                    value = value / parts
+                value.backward()
+                total = value.detach() if total is None else total + value.detach()
         return total
+
+
+def _split_rows(args: tuple, n_rows: int, parts: int):
+    """``parts`` tuples of ``args`` whose batch-long tensors are cut into equal row blocks."""
+    if parts == 1:
+        yield args
+        return
+    size = n_rows // parts
+    for start in range(0, n_rows, size):
+        yield tuple(
+            arg[start : start + size]
+            if isinstance(arg, torch.Tensor) and arg.dim() > 0 and arg.shape[0] == n_rows
+            else arg
+            for arg in args
+        )
 
 
 def _compile_options(module: nn.Module) -> dict:

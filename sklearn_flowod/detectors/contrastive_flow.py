@@ -12,7 +12,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from ..auxiliary import FeaturePermutation
 from ..training import train_module
-from ..training_step import SummedLoss
+from ..training_step import SummedLoss, row_mean_loss
 from ._aux_input import check_aux_data
 from .flow import BaseFlowDetector, flow_log_density
 
@@ -314,9 +314,11 @@ class ContrastiveFlowDetector(BaseFlowDetector):
 
         The inlier term is the flow's negative log-likelihood; the contrastive
         samples are drawn before either term, so a compiled term holds no
-        random draw.
+        random draw. Both terms are means over rows (one contrastive sample
+        per row of the batch).
         """
-        return SummedLoss(self._loss_inputs, (self._nll, self._contrastive_term))
+        return SummedLoss(self._loss_inputs, (self._nll, self._contrastive_term),
+                          row_means=True)
 
     def _loss_inputs(self, batch, generator):
         # clamp_ as a tensor: a compiled term takes it as an input instead of
@@ -350,7 +352,7 @@ class ContrastiveFlowDetector(BaseFlowDetector):
         options["lr_schedule"] = "constant"
         train_module(
             module,
-            lambda m, batch, gen: self._nll(m, batch),
+            row_mean_loss(self._nll),
             X_train,
             max_epochs=max(1, math.ceil(self.warm_up_fraction
                                         * self._resolve_max_epochs(X_train.shape[0]))),

@@ -10,6 +10,7 @@ import torch
 from ..coupling_evaluator import folded_view
 from ..networks import with_min_rows
 from ..padded_coupling import padded_view
+from ..training_step import SummedLoss, row_mean_loss
 from ._inn import BaseINNDetector
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -303,3 +304,7 @@ class FlowDetector(BaseFlowDetector):
     def _loss(self, module, batch, generator):
         """Negative log-likelihood (change of variables), per dimension."""
         return self._nll(module, batch)
+
+    def _training_loss(self) -> SummedLoss:
+        # a mean over rows: compiled steps may evaluate large batches in parts
+        return row_mean_loss(self._nll)

@@ -14,6 +14,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..auxiliary import FeaturePermutation
 from ..coupling_evaluator import scoring_view
+from ..training_step import LossFn, SummedLoss, row_mean_loss
 from ._aux_input import check_aux_data
 from .flow import BaseFlowDetector, FlowDetector, flow_log_density, standard_normal_log_density
 
@@ -364,6 +365,10 @@ class LikelihoodRatioDetector(BaseFlowDetector):
             padding = batch[:, 1:] * self._input_divisor
             log_p = log_p - standard_normal_log_density(padding) + math.log(self._input_divisor)
         return log_p
+
+    def _training_loss(self) -> LossFn | SummedLoss:
+        # without outlier data the loss is the likelihood alone, a mean over rows
+        return row_mean_loss(self._nll) if self._outlier_data is None else self._loss
 
     def _loss(self, module, batch, generator):
         """Negative log-likelihood per dimension, plus the weighted outlier loss."""
