@@ -7,7 +7,10 @@ loss are backpropagated one after the other: each term's activations are
 released before the next term's forward pass, so that one pass's working
 set, not two, has to stay in the CPU's caches, and the random inputs are
 drawn outside the terms, so that a compiled term is one graph without
-breaks.
+breaks. Compiled, the terms of a :class:`SummedLoss`, pure functions of the
+network's parameters and their inputs, are differentiated inside the
+compiled graph (:mod:`~sklearn_flowod.functional_gradients`); a plain loss,
+which may draw random numbers, is compiled and backpropagated by autograd.
 
 A loss whose terms are means over the rows of their inputs (``row_means``)
 is evaluated by a compiled step on a CPU in micro-batches of
@@ -24,14 +27,16 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from .functional_gradients import EvaluatedNetwork, accumulate_gradients, term_gradients
+
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Generator], torch.Tensor]
 
 #: Rows of one micro-batch of a compiled step on a CPU.
 MICRO_BATCH_ROWS = 2048
 #: A batch is split only if a micro-batch of it takes at least this many bytes
-#: (2,048 rows of 24 float32 features): with fewer features the added kernel
-#: launches cost more than the smaller working set saves.
-MIN_MICRO_BATCH_BYTES = 192 * 1024
+#: (2,048 rows of 16 float32 features): with fewer features the added graph
+#: call costs as much as the smaller working set saves.
+MIN_MICRO_BATCH_BYTES = 128 * 1024
 
 
 class SummedLoss:
@@ -136,10 +141,14 @@ class TrainingStep:
     With ``compile=True`` every term of the loss (the whole term, so that the
     reductions that turn the network's outputs into the loss fuse with it) runs
     through ``torch.compile``, on a CPU with a generated C++ wrapper that
-    launches the kernels without Python in between. The compiled terms of a
-    loss with ``row_means`` evaluate large CPU batches in micro-batches
-    (:func:`micro_batches`). If compiling fails, a warning is issued and this
-    and every later step run eagerly (on whole batches).
+    launches the kernels without Python in between. A :class:`SummedLoss`'s
+    terms are compiled with their gradients, one graph per term that returns
+    the term's value and gradients
+    (:func:`~sklearn_flowod.functional_gradients.term_gradients`), and those
+    of a loss with ``row_means`` evaluate large CPU batches in micro-batches
+    (:func:`micro_batches`); a plain loss function is compiled as it is and
+    backpropagated. If compiling fails, a warning is issued and this and every
+    later step run eagerly (on whole batches).
 
     Parameters
     ----------
@@ -167,20 +176,30 @@ class TrainingStep:
     ):
         self.module = module
         self.loss = as_summed_loss(loss_fn)
+        # a SummedLoss's terms are pure: they can be differentiated in the graph
+        self.functional = isinstance(loss_fn, SummedLoss)
         self.compiled = None
         if compile:
             options = _compile_options(module)
-            self.compiled = [torch.compile(term, options=options) for term in self.loss.terms]
-            self.compiled_module = module if compiled_view is None else compiled_view(module)
+            view = module if compiled_view is None else compiled_view(module)
+            if self.functional:
+                self.evaluated = EvaluatedNetwork(module, view)
+                self.trained = self.evaluated.trainable_parameters()
+                self.compiled = [torch.compile(term_gradients(term), options=options)
+                                 for term in self.loss.terms]
+            else:
+                self.compiled_module = view
+                self.compiled = [torch.compile(term, options=options)
+                                 for term in self.loss.terms]
 
     def __call__(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Accumulate the gradients of the loss of ``batch``; return the (detached) loss."""
         if self.compiled is not None:
             state = generator.get_state()
-            parts = micro_batches(batch) if self.loss.row_means else 1
             try:
-                return self._backward(self.compiled, self.compiled_module, batch, generator,
-                                      parts)
+                if self.functional:
+                    return self._compiled_gradients(batch, generator)
+                return self._backward(self.compiled, self.compiled_module, batch, generator)
             except Exception as error:  # noqa: BLE001 - any compiler failure
                 self.compiled = None
                 self.module.zero_grad(set_to_none=False)
@@ -193,15 +212,28 @@ class TrainingStep:
                 )
         return self._backward(self.loss.terms, self.module, batch, generator)
 
-    def _backward(self, terms, module, batch, generator, parts: int = 1) -> torch.Tensor:
+    def _backward(self, terms, module, batch, generator) -> torch.Tensor:
         total = None
         for term, args in zip(terms, self.loss.inputs(batch, generator), strict=True):
+            value = term(module, *args)
+            value.backward()
+            total = value.detach() if total is None else total + value.detach()
+        return total
+
+    def _compiled_gradients(self, batch, generator) -> torch.Tensor:
+        parts = micro_batches(batch) if self.loss.row_means else 1
+        parameters = list(self.trained.values())
+        total = None
+        arguments = self.loss.inputs(batch, generator)
+        for gradients_of, term, args in zip(self.compiled, self.loss.terms, arguments,
+                                            strict=True):
             for part_args in _split_rows(args, batch.shape[0], parts):
-                value = term(module, *part_args)
-                if parts > 1:
-                    value = value / parts
-                value.backward()
-                total = value.detach() if total is None else total + value.detach()
+                with torch.no_grad():
+                    gradients, value = gradients_of(term, self.evaluated, self.trained,
+                                                    *part_args)
+                accumulate_gradients(parameters, list(gradients.values()), 1.0 / parts)
+                value = value / parts
+                total = value if total is None else total + value
         return total
 
 

@@ -27,10 +27,10 @@ from .conftest import no_compiler
         (5000, 32, torch.float32, 2),  # two parts of 2,500 rows
         (5001, 32, torch.float32, 1),  # no equal parts of at least 2,048 rows
         (4095, 32, torch.float32, 1),
-        (4096, 24, torch.float32, 2),  # a part of 192 KiB: the smallest split
-        (4096, 23, torch.float32, 1),
-        (4096, 16, torch.float32, 1),
-        (4096, 16, torch.float64, 2),
+        (4096, 16, torch.float32, 2),  # a part of 128 KiB: the smallest split
+        (4096, 15, torch.float32, 1),
+        (4096, 8, torch.float32, 1),
+        (4096, 8, torch.float64, 2),
         (256, 512, torch.float32, 1),
     ],
 )

@@ -17,7 +17,7 @@ from sklearn_flowod.padded_coupling import (
     padded_view,
     padded_width,
 )
-from sklearn_flowod.training_step import TrainingStep
+from sklearn_flowod.training_step import TrainingStep, row_mean_loss
 
 from .conftest import no_compiler
 
@@ -86,6 +86,9 @@ def test_the_compiled_view_is_what_compiled_terms_evaluate():
     assert views == []  # eager steps evaluate the module itself
     step = TrainingStep(module, lambda m, b, g: b.sum(), compile=True, compiled_view=view)
     assert step.compiled_module is views[0]
+    summed = TrainingStep(module, row_mean_loss(lambda m, b: b.sum()), compile=True,
+                          compiled_view=view)
+    assert summed.evaluated.view is views[1]
 
 
 def test_compiled_training_of_a_flow_on_thirty_features_runs_the_padded_pass(monkeypatch):

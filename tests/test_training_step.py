@@ -112,6 +112,7 @@ def test_a_compiler_failing_in_the_second_term_restarts_the_step_eagerly(monkeyp
 def test_the_compiled_contrastive_flow_has_no_graph_break():
     from torch._dynamo.utils import counters
 
+    torch._dynamo.reset()  # trace anew, even if an earlier test compiled the same terms
     counters.clear()
     X = np.random.RandomState(0).normal(size=(64, 3))
     ContrastiveFlowDetector(n_blocks=1, hidden_size=4, max_epochs=1, batch_size=32,
