@@ -117,13 +117,13 @@ class FeaturePermutation(TransformerMixin, BaseEstimator):
         """
         n_rows, n_features = batch.shape
         # one random permutation per column (drawing them is much cheaper than
-        # sorting a matrix of random keys column by column)
-        rows = torch.stack(
-            [torch.randperm(n_rows, generator=generator, device=batch.device)
-             for _ in range(n_features)],
-            dim=1,
-        )
-        return torch.gather(batch, 0, rows)
+        # sorting a matrix of random keys column by column), drawn into the
+        # rows of a feature-major index so that the gather reads contiguous
+        # index rows
+        rows = torch.empty((n_features, n_rows), dtype=torch.long, device=batch.device)
+        for column in rows:
+            torch.randperm(n_rows, generator=generator, device=batch.device, out=column)
+        return torch.gather(batch.t(), 1, rows).t().contiguous()
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

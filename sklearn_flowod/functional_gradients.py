@@ -63,7 +63,7 @@ def _term_gradients(term, evaluated, parameters, *args):
 
     def value(substituted):
         def network(*inputs, **kwargs):
-            return functional_call(evaluated, substituted, inputs, kwargs)
+            return functional_call(evaluated, substituted, inputs, kwargs, tie_weights=False)
 
         return term(network, *args)
 
