@@ -63,6 +63,8 @@ def _term_gradients(term, evaluated, parameters, *args):
 
     def value(substituted):
         def network(*inputs, **kwargs):
+            # no tied weights in the package's networks: untying them would only
+            # add guards to every compiled call
             return functional_call(evaluated, substituted, inputs, kwargs, tie_weights=False)
 
         return term(network, *args)
@@ -75,6 +77,12 @@ _GRADIENT_FUNCTIONS: dict = {}
 
 def term_gradients(term: Callable) -> Callable:
     """The function that differentiates ``term``, to be compiled.
+
+    Parameters
+    ----------
+    term : callable
+        ``term(network, *args)`` returns a scalar tensor, where ``network`` is
+        called like the trained module.
 
     Returns
     -------
