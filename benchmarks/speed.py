@@ -112,8 +112,15 @@ def _configurations(entry, d: int, grid: dict):
 
 
 def _warm_up(entry, params: dict, X) -> None:
-    """Compile once (per process and shape) before a compiled set-up is timed."""
+    """Compile a compiled set-up's graphs, as a fresh process would, before it is timed.
+
+    The graphs compiled for earlier cells are dropped first: otherwise a term
+    compiled before for other shapes is recompiled with symbolic shapes
+    (dynamo's automatic dynamic shapes), slower code than a process that fits
+    one configuration gets.
+    """
     if params.get("compile"):
+        torch._dynamo.reset()
         _make(entry, max_epochs=1, validation_fraction=None, **params).fit(X)
 
 
@@ -404,7 +411,8 @@ def _tables(results: pd.DataFrame, rates: dict) -> str:
                   "before and right after its fits (the higher of the two; they ranged from "
                   f"{low:.1f} to {high:.1f} GFLOP/s in this run), so that both rates come "
                   "from the same state of the machine; `speed.csv` also has the MFU "
-                  "against the rate above (`mfu_run_rate`).", "",
+                  "against the rate above (`mfu_run_rate`). Compiled cells are compiled by "
+                  "a warm-up fit first, after the graphs of earlier cells were dropped.", "",
                   report.markdown_table(table), ""]
     section = results[results["section"] == "fit_time"]
     if len(section):
@@ -497,9 +505,10 @@ def _convergence_table(section: pd.DataFrame) -> list[str]:
             "0.5 points of its 100-epoch AUROC divided by the detector's time to the "
             "same AUROC, the detector's set-up included (" + "; ".join(reached) + "). "
             "Compiled set-ups were compiled by a warm-up fit in the same process before "
-            "they were timed; their learning rate is the default's times the square "
-            "root of the batch-size ratio. Fit times leave out the benchmark's own FLOP "
-            "counting and AUROC checks.")
+            "they were timed, after the graphs compiled for earlier cells were dropped "
+            "(as in a process that fits one configuration); their learning rate is the "
+            "default's times the square root of the batch-size ratio. Fit times leave "
+            "out the benchmark's own FLOP counting and AUROC checks.")
     return ["## Time to the converged AUROC on a fraud-like table", "", text, "",
             report.markdown_table(_counts_as_int(table), "{:.2f}"), ""]
 
