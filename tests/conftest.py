@@ -17,10 +17,23 @@ from sklearn_flowod import (
     LikelihoodRatioDetector,
     UniformBox,
 )
+from sklearn_flowod.networks import build_inn
 
 #: Small networks and few epochs: enough to test behaviour, fast on 2 cores.
 SMALL_BUDGET = {"n_blocks": 2, "hidden_size": 16, "max_epochs": 5, "device": "cpu"}
 SMALL_SVDD = {"hidden_sizes": (16,), "representation_size": 8, "max_epochs": 5, "device": "cpu"}
+
+
+def trained_looking_flow(n_features, seed, n_blocks=3, dtype=torch.float64):
+    """A FrEIA flow with every trainable parameter away from its initial value."""
+    torch.manual_seed(seed)
+    inn = build_inn(n_features, n_blocks=n_blocks, hidden_size=8, affine_clamping=2.0,
+                    soft_permutation=True).to(dtype)
+    with torch.no_grad():
+        for parameter in inn.parameters():
+            if parameter.requires_grad:
+                parameter.add_(0.5 * torch.randn_like(parameter))
+    return inn
 
 
 def no_compiler() -> bool:

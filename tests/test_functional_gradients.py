@@ -14,28 +14,14 @@ from sklearn_flowod.functional_gradients import (
     accumulate_gradients,
     term_gradients,
 )
-from sklearn_flowod.networks import build_inn
 from sklearn_flowod.padded_coupling import PaddedCouplingForward
 from sklearn_flowod.training_step import TrainingStep, row_mean_loss
 
-from .conftest import no_compiler
-
-
-def _flow(n_features: int, seed: int) -> nn.Module:
-    """A float32 flow whose couplings are not the identity (random output layers)."""
-    inn = build_inn(n_features, n_blocks=2, hidden_size=8, affine_clamping=2.0, seed=seed)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for block in inn.module_list:
-            last = block.subnet[-1]
-            last.weight.copy_(0.3 * torch.randn(last.weight.shape, generator=generator))
-            block.global_offset.copy_(0.1 * torch.randn(block.global_offset.shape,
-                                                        generator=generator))
-    return inn
+from .conftest import no_compiler, trained_looking_flow
 
 
 def test_the_evaluated_network_calls_the_view_with_the_networks_parameters():
-    inn = _flow(6, 0)
+    inn = trained_looking_flow(6, 0, n_blocks=2, dtype=torch.float32)
     x = torch.randn(5, 6)
     padded = EvaluatedNetwork(inn, PaddedCouplingForward(inn))
     itself = EvaluatedNetwork(inn, inn)
@@ -53,7 +39,7 @@ def test_the_evaluated_network_calls_the_view_with_the_networks_parameters():
 @given(n_features=st.integers(2, 20), rows=st.integers(1, 30), seed=st.integers(0, 2**16),
        padded=st.booleans())
 def test_term_gradients_equal_autograds(n_features, rows, seed, padded):
-    inn = _flow(n_features, seed)
+    inn = trained_looking_flow(n_features, seed, n_blocks=2, dtype=torch.float32)
     batch = torch.randn(rows, n_features, generator=torch.Generator().manual_seed(seed))
     term = BaseFlowDetector._nll
     term(inn, batch).backward()
@@ -93,7 +79,8 @@ def test_accumulate_gradients_adds_or_sets():
 def test_a_compiled_step_matches_an_eager_one_and_later_fits_reuse_the_graphs():
     from torch._dynamo.utils import counters
 
-    inn, copy = _flow(5, 1), _flow(5, 1)
+    inn, copy = (trained_looking_flow(5, 1, n_blocks=2, dtype=torch.float32)
+                 for _ in range(2))
     batch = torch.randn(64, 5, generator=torch.Generator().manual_seed(2))
     loss = row_mean_loss(BaseFlowDetector._nll)
     eager = TrainingStep(inn, loss)(batch, torch.Generator())

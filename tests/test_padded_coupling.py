@@ -11,7 +11,6 @@ from torch import nn
 
 import sklearn_flowod.detectors.flow as flow_module
 from sklearn_flowod import FlowDetector
-from sklearn_flowod.networks import build_inn
 from sklearn_flowod.padded_coupling import (
     PaddedCouplingForward,
     padded_view,
@@ -19,19 +18,7 @@ from sklearn_flowod.padded_coupling import (
 )
 from sklearn_flowod.training_step import TrainingStep, row_mean_loss
 
-from .conftest import no_compiler
-
-
-def _trained_looking_flow(n_features, seed, n_blocks=3, dtype=torch.float64):
-    """A flow with every parameter away from its initial value."""
-    torch.manual_seed(seed)
-    inn = build_inn(n_features, n_blocks=n_blocks, hidden_size=8, affine_clamping=2.0,
-                    soft_permutation=True).to(dtype)
-    with torch.no_grad():
-        for parameter in inn.parameters():
-            if parameter.requires_grad:
-                parameter.add_(0.5 * torch.randn_like(parameter))
-    return inn
+from .conftest import no_compiler, trained_looking_flow
 
 
 @pytest.mark.parametrize(("width", "padded"),
@@ -43,7 +30,7 @@ def test_halves_of_nine_to_fifteen_features_fill_one_vector(width, padded):
 @settings(max_examples=20, deadline=None)
 @given(n_features=st.integers(17, 33), seed=st.integers(0, 2**16))
 def test_the_padded_pass_is_freias_with_the_same_gradients(n_features, seed):
-    inn = _trained_looking_flow(n_features, seed)
+    inn = trained_looking_flow(n_features, seed)
     x = torch.randn(37, n_features, dtype=torch.float64,
                     generator=torch.Generator().manual_seed(seed))
     z, log_jac_det = inn(x, jac=True)
@@ -64,20 +51,20 @@ def test_the_padded_pass_is_freias_with_the_same_gradients(n_features, seed):
 
 @pytest.mark.parametrize("n_features", [8, 16, 34, 40])
 def test_flows_without_halves_of_nine_to_sixteen_are_evaluated_as_they_are(n_features):
-    inn = _trained_looking_flow(n_features, 0)
+    inn = trained_looking_flow(n_features, 0)
     assert padded_view(inn) is inn
 
 
 def test_only_foldable_flows_are_padded():
-    assert isinstance(padded_view(_trained_looking_flow(30, 0)), PaddedCouplingForward)
+    assert isinstance(padded_view(trained_looking_flow(30, 0)), PaddedCouplingForward)
     # halves of 16: a full vector already, but the custom pass is faster there too
-    assert isinstance(padded_view(_trained_looking_flow(32, 0)), PaddedCouplingForward)
+    assert isinstance(padded_view(trained_looking_flow(32, 0)), PaddedCouplingForward)
     other = nn.Sequential(nn.Linear(30, 30))
     assert padded_view(other) is other
 
 
 def test_the_compiled_view_is_what_compiled_terms_evaluate():
-    module = _trained_looking_flow(30, 0)
+    module = trained_looking_flow(30, 0)
     views = []
 
     def view(m):
