@@ -10,7 +10,9 @@ for the duration of one ``fit`` with a wrapper that
   the likelihood ratio's general flow, the fit's set-up and threshold
   scoring are outside it);
 * optionally evaluates a held-out AUROC after every epoch, the time spent
-  evaluating being subtracted from the loop's clock.
+  evaluating being subtracted from the loop's clock;
+* counts the rows of a clamped loss term (the contrastive flow's auxiliary
+  samples) that its training steps backpropagated, out of all it saw.
 
 The time spent counting FLOPs and evaluating is subtracted from the fit's
 clock too (``FitRecord.fit_s``).
@@ -30,6 +32,8 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 import sklearn_flowod.base as package_base
+from sklearn_flowod.clamped_terms import ClampedRowMean
+from sklearn_flowod.training_step import TrainingStep
 
 from .flops import count_flops
 
@@ -45,6 +49,14 @@ class FitRecord:
     n_epochs: int = 0
     flops_per_sample: float = 0.0
     curve: list[tuple[int, float, float]] = field(default_factory=list)  # epoch, s, auroc
+    clamped_rows: int = 0  # rows of a clamped term seen by the main loop's steps
+    clamped_rows_backpropagated: int = 0  # of those, rows evaluated with gradients
+
+    @property
+    def backpropagated_fraction(self) -> float:
+        """Share of a clamped term's rows that were backpropagated (NaN without one)."""
+        return (self.clamped_rows_backpropagated / self.clamped_rows
+                if self.clamped_rows else float("nan"))
 
     @property
     def samples_per_s(self) -> float:
@@ -72,7 +84,18 @@ def first_time_reaching(curve, target: float) -> float:
 def _wrapped_training(record: FitRecord, detector, evaluation):
     original = package_base.train_module
     original_fit = package_base.BaseDeepDetector._fit
+    original_screen = TrainingStep._screen
     fitting = []  # the detectors whose fit is running, innermost last
+    in_main_loop = [False]
+
+    def screen_wrapper(self, index, args, *more, **options):
+        screened = original_screen(self, index, args, *more, **options)
+        if in_main_loop[0] and isinstance(self.loss.terms[index], ClampedRowMean):
+            rows = args[0].shape[0]  # not screened: all backpropagated
+            record.clamped_rows += rows
+            record.clamped_rows_backpropagated += (
+                rows if screened is None else screened.rows.numel())
+        return screened
 
     def fit_wrapper(self, X, **fit_params):
         fitting.append(self)
@@ -99,7 +122,11 @@ def _wrapped_training(record: FitRecord, detector, evaluation):
         start = time.perf_counter()
         if evaluation is not None:
             options["epoch_callback"] = _evaluator(detector, evaluation, record, start, spent)
-        history = original(module, loss_fn, X_train, X_val, **options)
+        in_main_loop[0] = True
+        try:
+            history = original(module, loss_fn, X_train, X_val, **options)
+        finally:
+            in_main_loop[0] = False
         record.train_s = time.perf_counter() - start - spent[0]
         record.instrumentation_s += spent[0]
         record.n_epochs = history.n_epochs
@@ -108,11 +135,13 @@ def _wrapped_training(record: FitRecord, detector, evaluation):
 
     package_base.train_module = wrapper
     package_base.BaseDeepDetector._fit = fit_wrapper
+    TrainingStep._screen = screen_wrapper
     try:
         yield
     finally:
         package_base.train_module = original
         package_base.BaseDeepDetector._fit = original_fit
+        TrainingStep._screen = original_screen
 
 
 def _evaluator(detector, evaluation, record: FitRecord, start: float, spent: list) -> Callable:

@@ -144,6 +144,7 @@ def throughput(grid: dict, rates: dict, log) -> list[dict]:
                     "mfu": record.flops_per_sample * record.samples_per_s / rate,
                     "mfu_run_rate": (record.flops_per_sample * record.samples_per_s
                                      / rates["float32"]),
+                    "aux_backpropagated": record.backpropagated_fraction,
                 })
                 log(f"throughput {name} d={d} {label}: "
                     f"{record.samples_per_s:,.0f} rows/s, MFU {rows[-1]['mfu']:.1%} "
@@ -271,6 +272,7 @@ def convergence(grid: dict, log) -> list[dict]:
             "reference_auroc": reference["auroc"],
             "time_to_reference_s": record.time_to_auroc(reference["auroc"] - TOLERANCE),
             "samples_per_s": record.samples_per_s,
+            "aux_backpropagated": record.backpropagated_fraction,
         })
         rows[-1]["time_ratio"] = reference["time"] / rows[-1]["time_to_reference_s"]
         rows[-1]["overhead_ratio"] = record.samples_per_s / reference["rate"]
@@ -300,6 +302,7 @@ def large_table(grid: dict, log) -> list[dict]:
             "features": X_train.shape[1], "default_fit_s": record.fit_s,
             "n_epochs": record.n_epochs, "default_auroc": final, "best_epoch_auroc": best,
             "samples_per_s": record.samples_per_s,
+            "aux_backpropagated": record.backpropagated_fraction,
         })
         log(f"large table {name}: fit {record.fit_s:.1f} s, AUROC {final:.4f}")
     return rows
@@ -412,7 +415,10 @@ def _tables(results: pd.DataFrame, rates: dict) -> str:
                   f"{low:.1f} to {high:.1f} GFLOP/s in this run), so that both rates come "
                   "from the same state of the machine; `speed.csv` also has the MFU "
                   "against the rate above (`mfu_run_rate`). Compiled cells are compiled by "
-                  "a warm-up fit first, after the graphs of earlier cells were dropped.", "",
+                  "a warm-up fit first, after the graphs of earlier cells were dropped. "
+                  "FLOPs are those of the loss as written, for the contrastive flow both "
+                  "terms on every row; `speed.csv` has the share of its auxiliary rows "
+                  "that it backpropagated (`aux_backpropagated`, see below).", "",
                   report.markdown_table(table), ""]
     section = results[results["section"] == "fit_time"]
     if len(section):
@@ -426,16 +432,16 @@ def _tables(results: pd.DataFrame, rates: dict) -> str:
         parts += _convergence_table(section)
     section = results[results["section"] == "large_table"]
     if len(section):
-        table = section.set_index("detector")[
-            ["rows", "features", "default_fit_s", "n_epochs", "samples_per_s",
-             "default_auroc", "best_epoch_auroc"]
-        ].copy()
-        for column in ["default_auroc", "best_epoch_auroc"]:
+        table = section.set_index("detector").reindex(columns=[
+            "rows", "features", "default_fit_s", "n_epochs", "samples_per_s",
+            "default_auroc", "best_epoch_auroc", "aux_backpropagated"])
+        for column in ["default_auroc", "best_epoch_auroc", "aux_backpropagated"]:
             table[column] = table[column] * 100
+        table = table.rename(columns=AUX_COLUMN)
         parts += ["## Default fit on a 280,000-row fraud-like table", "",
                   "Training rows are the normal rows among the first 280,000 of "
                   "`make_fraud_like` with 30 columns; best epoch AUROC: the best held-out "
-                  "AUROC seen after any epoch of the same fit.", "",
+                  "AUROC seen after any epoch of the same fit. " + AUX_TEXT, "",
                   report.markdown_table(_counts_as_int(table), "{:.2f}"), ""]
     section = results[results["section"] == "scoring"]
     if len(section):
@@ -477,14 +483,22 @@ def _tables(results: pd.DataFrame, rates: dict) -> str:
     return "\n".join(parts)
 
 
+#: Column title of the share of a clamped term's rows that were backpropagated.
+AUX_COLUMN = {"aux_backpropagated": "aux. rows backpropagated (%)"}
+AUX_TEXT = ("Aux. rows backpropagated: the share of the contrastive flow's auxiliary "
+            "rows that its main loop ran the backward pass on; the others were under "
+            "its clamp, where the loss has no gradient (the reference loop "
+            "backpropagates every row).")
+
+
 def _convergence_table(section: pd.DataFrame) -> list[str]:
-    table = section.set_index("detector")[
-        ["rows", "converged_auroc", "default_auroc", "time_to_converged_s",
-         "default_fit_s", "time_to_reference_s", "time_ratio", "samples_per_s",
-         "overhead_ratio"]
-    ].copy()
-    for column in ["converged_auroc", "default_auroc"]:
+    table = section.set_index("detector").reindex(columns=[
+        "rows", "converged_auroc", "default_auroc", "time_to_converged_s",
+        "default_fit_s", "time_to_reference_s", "time_ratio", "samples_per_s",
+        "overhead_ratio", "aux_backpropagated"])
+    for column in ["converged_auroc", "default_auroc", "aux_backpropagated"]:
         table[column] = table[column] * 100
+    table = table.rename(columns=AUX_COLUMN)
     references = section[section["detector"] == section["reference"]]
     names = {REFERENCES["flow"]: "the maximum-likelihood loop",
              REFERENCES["contrastive"]: "the contrastive loop"}
@@ -508,7 +522,7 @@ def _convergence_table(section: pd.DataFrame) -> list[str]:
             "they were timed, after the graphs compiled for earlier cells were dropped "
             "(as in a process that fits one configuration); their learning rate is the "
             "default's times the square root of the batch-size ratio. Fit times leave "
-            "out the benchmark's own FLOP counting and AUROC checks.")
+            "out the benchmark's own FLOP counting and AUROC checks. " + AUX_TEXT)
     return ["## Time to the converged AUROC on a fraud-like table", "", text, "",
             report.markdown_table(_counts_as_int(table), "{:.2f}"), ""]
 

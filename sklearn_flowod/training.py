@@ -161,6 +161,8 @@ def train_module(
         ``validation_view(module)`` returns what the default validation loss
         evaluates in place of ``module`` (in inference mode), e.g. a faster
         inference-only equivalent of the network; None evaluates ``module``.
+        The training steps screen the rows of a clamped loss term
+        (:class:`~sklearn_flowod.clamped_terms.ClampedRowMean`) through it too.
     compiled_view : callable or None, default=None
         ``compiled_view(module)`` returns what the compiled loss evaluates
         in place of ``module`` (only with ``compile=True``), e.g. an
@@ -200,7 +202,8 @@ def train_module(
     rows_per_epoch = min(n_samples, steps_per_epoch * batch_size)
     with flat_parameters(module) as parameters:
         training_step = TrainingStep(module, loss_fn, compile=compile,
-                                     compiled_view=compiled_view)
+                                     compiled_view=compiled_view,
+                                     inference_view=validation_view)
         optimizer = _adam(parameters, learning_rate, weight_decay)
         schedule = _schedule(lr_schedule, max_epochs * steps_per_epoch)
         val_seed = int(torch.randint(2**31 - 1, (1,), generator=generator, device=device))

@@ -17,6 +17,10 @@ is evaluated by a compiled step on a CPU in micro-batches of
 :data:`MICRO_BATCH_ROWS` rows when the batch is larger (see
 :func:`micro_batches`): the gradient is the same, and one micro-batch's
 activations, half or less of the batch's, compete less for the caches.
+
+A term clamped from below (:class:`~sklearn_flowod.clamped_terms.ClampedRowMean`)
+is screened first on a CPU: its forward and backward pass runs only on the
+rows that can carry a gradient (see :mod:`~sklearn_flowod.clamped_terms`).
 """
 
 from __future__ import annotations
@@ -27,12 +31,17 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from .clamped_terms import ClampedRowMean, screen_rows
 from .functional_gradients import EvaluatedNetwork, accumulate_gradients, term_gradients
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Generator], torch.Tensor]
 
 #: Rows of one micro-batch of a compiled step on a CPU.
 MICRO_BATCH_ROWS = 2048
+#: Steps that evaluate a clamped term whole, without screening, after a
+#: screening found every row above its floor (e.g. auxiliary samples that
+#: the flow cannot push down): the screening pass would only add work.
+SCREENING_PAUSE = 16
 #: A batch is split only if a micro-batch of it takes at least this many bytes
 #: (2,048 rows of 16 float32 features): with fewer features the added graph
 #: call costs as much as the smaller working set saves.
@@ -150,6 +159,13 @@ class TrainingStep:
     backpropagated. If compiling fails, a warning is issued and this and every
     later step run eagerly (on whole batches).
 
+    On a CPU, compiled or not, a clamped term
+    (:class:`~sklearn_flowod.clamped_terms.ClampedRowMean`) is screened first
+    (:func:`~sklearn_flowod.clamped_terms.screen_rows`, through
+    ``inference_view``) and backpropagated on the rows above its floor
+    alone; after a screening that found every row above it, the next
+    :data:`SCREENING_PAUSE` steps evaluate the term on all rows unscreened.
+
     Parameters
     ----------
     module : torch.nn.Module
@@ -173,11 +189,15 @@ class TrainingStep:
         *,
         compile: bool = False,
         compiled_view: Callable[[nn.Module], object] | None = None,
+        inference_view: Callable[[nn.Module], object] | None = None,
     ):
         self.module = module
+        self.inference_view = inference_view
         self.loss = as_summed_loss(loss_fn)
         # a SummedLoss's terms are pure: they can be differentiated in the graph
         self.functional = isinstance(loss_fn, SummedLoss)
+        # per term: steps left before its rows are screened again
+        self.screening_paused = [0] * len(self.loss.terms)
         self.compiled = None
         if compile:
             options = _compile_options(module)
@@ -214,10 +234,20 @@ class TrainingStep:
 
     def _backward(self, terms, module, batch, generator) -> torch.Tensor:
         total = None
-        for term, args in zip(terms, self.loss.inputs(batch, generator), strict=True):
-            value = term(module, *args)
-            value.backward()
-            total = value.detach() if total is None else total + value.detach()
+        arguments = self.loss.inputs(batch, generator)
+        for index, (term, args) in enumerate(zip(terms, arguments, strict=True)):
+            screened = self._screen(index, args)
+            if screened is None:
+                value = term(module, *args)
+                value.backward()
+                value = value.detach()
+            else:
+                x, floor = args
+                if screened.fraction:
+                    selected = term(module, x.index_select(0, screened.rows), floor)
+                    (selected * screened.fraction).backward()
+                value = screened.value
+            total = value if total is None else total + value
         return total
 
     def _compiled_gradients(self, batch, generator) -> torch.Tensor:
@@ -225,20 +255,53 @@ class TrainingStep:
         parameters = list(self.trained.values())
         total = None
         arguments = self.loss.inputs(batch, generator)
-        for gradients_of, term, args in zip(self.compiled, self.loss.terms, arguments,
-                                            strict=True):
-            for part_args in _split_rows(args, batch.shape[0], parts):
+        for index, (gradients_of, term, args) in enumerate(
+            zip(self.compiled, self.loss.terms, arguments, strict=True)
+        ):
+            # a clamped term is evaluated on the micro-batch parts that hold its
+            # selected rows, all of the shape of the batch's own parts
+            screened = self._screen(index, args, granularity=batch.shape[0] // parts)
+            if screened is None:
+                calls = _split_rows(args, batch.shape[0], parts)
+            else:
+                x, floor = args
+                selected = x.index_select(0, screened.rows)
+                calls = _split_rows((selected, floor), selected.shape[0],
+                                    round(screened.fraction * parts))
+            value = None
+            for part_args in calls:
                 with torch.no_grad():
-                    gradients, value = gradients_of(term, self.evaluated, self.trained,
-                                                    *part_args)
+                    gradients, part_value = gradients_of(term, self.evaluated, self.trained,
+                                                         *part_args)
                 accumulate_gradients(parameters, list(gradients.values()), 1.0 / parts)
-                value = value / parts
-                total = value if total is None else total + value
+                value = part_value / parts if value is None else value + part_value / parts
+            value = value if screened is None else screened.value
+            total = value if total is None else total + value
         return total
+
+    def _screen(self, index: int, args: tuple, granularity: int = 1):
+        """Screen the rows of term ``index`` (a clamped term on a CPU), else None.
+
+        Screening pauses for :data:`SCREENING_PAUSE` steps after it selected
+        every row.
+        """
+        term = self.loss.terms[index]
+        if not isinstance(term, ClampedRowMean) or args[0].device.type != "cpu":
+            return None
+        if self.screening_paused[index]:
+            self.screening_paused[index] -= 1
+            return None
+        view = self.module if self.inference_view is None else self.inference_view(self.module)
+        screened = screen_rows(term, view, *args, granularity=granularity)
+        if screened.fraction == 1.0:
+            self.screening_paused[index] = SCREENING_PAUSE
+        return screened
 
 
 def _split_rows(args: tuple, n_rows: int, parts: int):
     """``parts`` tuples of ``args`` whose batch-long tensors are cut into equal row blocks."""
+    if parts == 0:
+        return
     if parts == 1:
         yield args
         return

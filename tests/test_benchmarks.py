@@ -10,7 +10,7 @@ import torch
 from benchmarks import adbench
 from benchmarks.flops import count_flops
 from benchmarks.instrumented_fit import instrumented_fit
-from sklearn_flowod import FlowDetector, LikelihoodRatioDetector
+from sklearn_flowod import ContrastiveFlowDetector, FlowDetector, LikelihoodRatioDetector
 
 SMALL = {"n_blocks": 2, "hidden_size": 16, "device": "cpu", "random_state": 0,
          "validation_fraction": None}
@@ -53,6 +53,20 @@ def test_instrumented_fit_measures_the_detector_not_its_inner_fits():
     # belongs to the in-distribution flow's loop (one timing, one FLOP count)
     assert record.n_samples_seen == 2 * 400 and record.n_epochs == 2
     assert record.samples_per_s > 0
+
+
+def test_instrumented_fit_counts_the_backpropagated_auxiliary_rows():
+    # correlated features: some shuffled rows fall under the clamp, some do not
+    rng = np.random.RandomState(0)
+    z = rng.normal(size=(256, 1))
+    X = np.c_[z, z + 0.3 * rng.normal(size=(256, 1)), rng.normal(size=(256, 1))]
+    record = instrumented_fit(ContrastiveFlowDetector(max_epochs=2, clamp=-4.5, **SMALL), X)
+    # the main loop's steps: 2 epochs of 256 rows, each with one shuffled row
+    assert record.clamped_rows == 2 * 256
+    assert 0 < record.clamped_rows_backpropagated < record.clamped_rows
+    assert record.backpropagated_fraction == record.clamped_rows_backpropagated / 512
+    assert math.isnan(instrumented_fit(FlowDetector(max_epochs=1, **SMALL), X)
+                      .backpropagated_fraction)
 
 
 @pytest.mark.parametrize("seed", [0, 1])

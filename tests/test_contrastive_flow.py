@@ -109,11 +109,11 @@ def test_clamped_auxiliary_samples_stop_pushing():
     module = det.module_.float()
     generator = torch.Generator().manual_seed(0)
     det._aux_data = None
-    det._clamp_tensor = torch.tensor(det.clamp_)  # the training loss's view of clamp_
+    det._clamp_tensor = torch.tensor(det.clamp_ / 3)  # the training loss's view of clamp_
     with torch.no_grad():
         pushing = det._loss(module, batch, generator)
         # every auxiliary sample lies below: the term is a constant
-        det._clamp_tensor = torch.tensor(1e6)
+        det._clamp_tensor = torch.tensor(1e6 / 3)
         clamped = det._loss(module, batch, generator)
         nll = det._nll(module, batch)
     assert float(clamped) == pytest.approx(float(nll) + 1e6 / 3, rel=1e-6)

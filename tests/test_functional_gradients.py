@@ -56,12 +56,12 @@ def test_term_gradients_equal_autograds(n_features, rows, seed, padded):
 
 
 def test_each_term_code_has_a_gradient_function_of_its_own():
-    first, second = ContrastiveFlowDetector(), ContrastiveFlowDetector()
-    assert term_gradients(first._contrastive_term) is term_gradients(second._contrastive_term)
+    first, second = (ContrastiveFlowDetector()._training_loss().terms[1] for _ in range(2))
+    assert term_gradients(first) is term_gradients(second)
     assert term_gradients(FlowDetector._nll) is term_gradients(BaseFlowDetector._nll)
-    nll, contrastive = term_gradients(FlowDetector._nll), term_gradients(first._contrastive_term)
+    nll, contrastive = term_gradients(FlowDetector._nll), term_gradients(first)
     assert nll is not contrastive and nll.__code__ is not contrastive.__code__
-    assert "_nll" in nll.__name__ and "_contrastive_term" in contrastive.__name__
+    assert "_nll" in nll.__name__ and "ClampedRowMean" in contrastive.__name__
 
 
 def test_accumulate_gradients_adds_or_sets():

@@ -15,7 +15,7 @@ from sklearn_flowod import (
 )
 from sklearn_flowod.training_step import SummedLoss, TrainingStep, micro_batches
 
-from .conftest import no_compiler
+from .conftest import compile_eagerly, no_compiler
 
 
 @pytest.mark.parametrize(
@@ -63,23 +63,16 @@ def _module() -> nn.Module:
     return nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 1)).double()
 
 
-def _compile_eagerly(patch: pytest.MonkeyPatch) -> None:
-    """``torch.compile`` returns the function itself; parts of 4 rows or more are split off."""
-    patch.setattr(torch, "compile", lambda fn, **kwargs: fn)
-    patch.setattr(training_step, "MICRO_BATCH_ROWS", 4)
-    patch.setattr(training_step, "MIN_MICRO_BATCH_BYTES", 0)
-
-
 @pytest.fixture
 def eager_compile(monkeypatch):
-    _compile_eagerly(monkeypatch)
+    compile_eagerly(monkeypatch)
 
 
 @settings(max_examples=25, deadline=None)
 @given(rows=st.integers(1, 40), weight=st.floats(0.0, 3.0), seed=st.integers(0, 2**16))
 def test_micro_batched_gradients_equal_the_whole_batch_gradient(rows, weight, seed):
     with pytest.MonkeyPatch.context() as patch:
-        _compile_eagerly(patch)
+        compile_eagerly(patch)
         loss = _row_mean_loss(weight)
         batch = torch.randn(rows, 3, dtype=torch.float64,
                             generator=torch.Generator().manual_seed(seed))

@@ -11,6 +11,7 @@ from sklearn.base import _fit_context, clone
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from ..auxiliary import FeaturePermutation
+from ..clamped_terms import ClampedRowMean
 from ..training import train_module
 from ..training_step import SummedLoss, row_mean_loss
 from ._aux_input import check_aux_data
@@ -180,6 +181,14 @@ class ContrastiveFlowDetector(BaseFlowDetector):
     ``(p - q_new)+`` is proportional to ``(p - q)+``, so the normalised
     target is unchanged.
 
+    **Training cost.** An auxiliary sample whose log-density is below
+    ``eps`` has no gradient (the clamped term is constant there). On a CPU a
+    training step evaluates the auxiliary samples without gradients first
+    and backpropagates only those above ``eps``
+    (:mod:`sklearn_flowod.clamped_terms`): once the flow has pushed most of
+    them under the clamp, a step costs little more than one of
+    :class:`~sklearn_flowod.FlowDetector`.
+
     Scores are log-densities over the input features, as in
     :class:`~sklearn_flowod.FlowDetector` (including its handling of 1-D
     data: the padding column is integrated out).
@@ -313,23 +322,23 @@ class ContrastiveFlowDetector(BaseFlowDetector):
         """Eq. (3) as two terms, backpropagated one after the other.
 
         The inlier term is the flow's negative log-likelihood; the contrastive
-        samples are drawn before either term, so a compiled term holds no
-        random draw. Both terms are means over rows (one contrastive sample
-        per row of the batch).
+        term is ``aux_weight * E_y[max(log p_theta(y), eps)]`` per dimension,
+        a :class:`~sklearn_flowod.clamped_terms.ClampedRowMean`: a training
+        step on a CPU backpropagates only the auxiliary samples above the
+        clamp, the others having no gradient. The contrastive samples are
+        drawn before either term, so a compiled term holds no random draw.
+        Both terms are means over rows (one contrastive sample per row of
+        the batch).
         """
-        return SummedLoss(self._loss_inputs, (self._nll, self._contrastive_term),
+        return SummedLoss(self._loss_inputs,
+                          (self._nll, ClampedRowMean(_log_density_per_dimension,
+                                                     self.aux_weight)),
                           row_means=True)
 
     def _loss_inputs(self, batch, generator):
-        # clamp_ as a tensor: a compiled term takes it as an input instead of
+        # the clamp as a tensor: a compiled term takes it as an input instead of
         # being compiled anew for every value
         return (batch,), (self._auxiliary_batch(batch, generator), self._clamp_tensor)
-
-    def _contrastive_term(self, module, aux, clamp):
-        """``aux_weight * E_y[max(log p_theta(y), eps)]`` per dimension."""
-        log_p_y = flow_log_density(module, aux)
-        clamped = torch.maximum(log_p_y, clamp.to(log_p_y.dtype))
-        return self.aux_weight * clamped.mean() / aux.shape[1]
 
     def _loss(self, module, batch, generator):
         """Eq. (3) with the clamp of section 5.2.1, per dimension."""
@@ -344,7 +353,8 @@ class ContrastiveFlowDetector(BaseFlowDetector):
             self.clamp_ = float(self.clamp)
         else:
             self.clamp_ = self._auto_clamp(module, X_train, generator)
-        self._clamp_tensor = torch.tensor(self.clamp_, device=X_train.device)
+        # the term compares log-densities per dimension
+        self._clamp_tensor = torch.tensor(self.clamp_ / X_train.shape[1], device=X_train.device)
 
     def _auto_clamp(self, module, X_train, generator) -> float:
         """Warm up on the likelihood; ``eps`` from the training log-densities."""
@@ -370,3 +380,8 @@ class ContrastiveFlowDetector(BaseFlowDetector):
     def _after_training(self, module, X_train, X_val) -> None:
         del self._aux_data  # the standardised X_aux is not part of the model
         del self._clamp_tensor
+
+
+def _log_density_per_dimension(module, x: torch.Tensor) -> torch.Tensor:
+    """``log p_theta(x) / n_features`` per row."""
+    return flow_log_density(module, x) / x.shape[1]
