@@ -32,8 +32,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 import sklearn_flowod.base as package_base
-from sklearn_flowod.clamped_terms import ClampedRowMean
-from sklearn_flowod.training_step import TrainingStep
+import sklearn_flowod.training as package_training
 
 from .flops import count_flops
 
@@ -84,18 +83,13 @@ def first_time_reaching(curve, target: float) -> float:
 def _wrapped_training(record: FitRecord, detector, evaluation):
     original = package_base.train_module
     original_fit = package_base.BaseDeepDetector._fit
-    original_screen = TrainingStep._screen
     fitting = []  # the detectors whose fit is running, innermost last
-    in_main_loop = [False]
+    original_step = package_training.TrainingStep
+    steps = []  # the training steps of the main loop
 
-    def screen_wrapper(self, index, args, *more, **options):
-        screened = original_screen(self, index, args, *more, **options)
-        if in_main_loop[0] and isinstance(self.loss.terms[index], ClampedRowMean):
-            rows = args[0].shape[0]  # not screened: all backpropagated
-            record.clamped_rows += rows
-            record.clamped_rows_backpropagated += (
-                rows if screened is None else screened.rows.numel())
-        return screened
+    def recording_step(*args, **kwargs):
+        steps.append(original_step(*args, **kwargs))
+        return steps[-1]
 
     def fit_wrapper(self, X, **fit_params):
         fitting.append(self)
@@ -122,12 +116,15 @@ def _wrapped_training(record: FitRecord, detector, evaluation):
         start = time.perf_counter()
         if evaluation is not None:
             options["epoch_callback"] = _evaluator(detector, evaluation, record, start, spent)
-        in_main_loop[0] = True
+        package_training.TrainingStep = recording_step
         try:
             history = original(module, loss_fn, X_train, X_val, **options)
         finally:
-            in_main_loop[0] = False
+            package_training.TrainingStep = original_step
         record.train_s = time.perf_counter() - start - spent[0]
+        record.clamped_rows = sum(made.clamped_rows for made in steps)
+        record.clamped_rows_backpropagated = sum(made.clamped_rows_backpropagated
+                                                 for made in steps)
         record.instrumentation_s += spent[0]
         record.n_epochs = history.n_epochs
         record.n_samples_seen = history.n_samples_seen
@@ -135,13 +132,11 @@ def _wrapped_training(record: FitRecord, detector, evaluation):
 
     package_base.train_module = wrapper
     package_base.BaseDeepDetector._fit = fit_wrapper
-    TrainingStep._screen = screen_wrapper
     try:
         yield
     finally:
         package_base.train_module = original
         package_base.BaseDeepDetector._fit = original_fit
-        TrainingStep._screen = original_screen
 
 
 def _evaluator(detector, evaluation, record: FitRecord, start: float, spent: list) -> Callable:

@@ -4,13 +4,22 @@ A term ``weight * mean_i max(v_i, floor)`` over per-row values ``v_i`` (the
 contrastive flow's auxiliary term, eq. 3 of Schmier et al.) has no gradient
 from a row whose value is below the floor: the maximum is the constant floor
 there. Once a contrastive flow has pushed its auxiliary samples under the
-clamp, most or all rows of a batch are such rows, and a full forward and
-backward pass over them computes a gradient of zero. A training step on a
-CPU therefore screens the rows first (:func:`screen_rows`): one forward pass
-without gradients, through a fast inference-only copy of the network, gives
-every row's value, hence the term's value; the forward and backward pass
-then runs only on the rows that can still carry a gradient. The gradient is
-the same as the whole batch's (the rows left out add exactly zero to it).
+clamp, most or all rows of a batch are such rows, and a backward pass over
+them computes a gradient of zero. A training step on a CPU therefore leaves
+them out:
+
+* an uncompiled step evaluates the term on every row with gradients and
+  skips the backward pass when no row is at or above the floor
+  (:meth:`ClampedRowMean.value_and_gradient_rows`): with small batches a
+  pass costs about as much for a few rows as for all of them;
+* a compiled step screens the rows first (:func:`screen_rows`): one forward
+  pass without gradients, through a fast inference-only copy of the
+  network, gives every row's value, hence the term's value; the compiled
+  forward and backward pass then runs only on the micro-batches that hold
+  the rows which can still carry a gradient.
+
+Either way the gradient is the same as the whole batch's (the rows left out
+add exactly zero to it).
 """
 
 from __future__ import annotations
@@ -44,8 +53,9 @@ class ClampedRowMean:
     -----
     Called as ``term(network, x, floor)`` (``floor`` a scalar tensor), it
     returns the term's value on all rows of ``x``. A
-    :class:`~sklearn_flowod.training_step.TrainingStep` on a CPU evaluates
-    its gradient on the rows :func:`screen_rows` selects.
+    :class:`~sklearn_flowod.training_step.TrainingStep` on a CPU
+    backpropagates it only where rows are above the floor (see the module's
+    description).
     """
 
     def __init__(self, row_values: Callable[[nn.Module, torch.Tensor], torch.Tensor],
@@ -57,6 +67,24 @@ class ClampedRowMean:
         """``weight * mean(max(row_values(network, x), floor))``."""
         values = self.row_values(network, x)
         return self.weight * torch.maximum(values, floor.to(values.dtype)).mean()
+
+    def value_and_gradient_rows(
+        self, network, x: torch.Tensor, floor: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The term's value and which rows it has a gradient from.
+
+        Returns
+        -------
+        value : torch.Tensor
+            The term (as :meth:`__call__`).
+        gradient_rows : torch.Tensor of bool, shape (n_rows,)
+            Rows whose value is at or above the floor (none if ``weight`` is
+            0): the term is constant in the others.
+        """
+        values = self.row_values(network, x)
+        floor = floor.to(values.dtype)
+        value = self.weight * torch.maximum(values, floor).mean()
+        return value, (values >= floor) & (self.weight != 0)
 
 
 @dataclass

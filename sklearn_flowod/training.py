@@ -161,7 +161,7 @@ def train_module(
         ``validation_view(module)`` returns what the default validation loss
         evaluates in place of ``module`` (in inference mode), e.g. a faster
         inference-only equivalent of the network; None evaluates ``module``.
-        The training steps screen the rows of a clamped loss term
+        Compiled training steps screen the rows of a clamped loss term
         (:class:`~sklearn_flowod.clamped_terms.ClampedRowMean`) through it too.
     compiled_view : callable or None, default=None
         ``compiled_view(module)`` returns what the compiled loss evaluates

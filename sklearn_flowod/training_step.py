@@ -19,8 +19,8 @@ is evaluated by a compiled step on a CPU in micro-batches of
 activations, half or less of the batch's, compete less for the caches.
 
 A term clamped from below (:class:`~sklearn_flowod.clamped_terms.ClampedRowMean`)
-is screened first on a CPU: its forward and backward pass runs only on the
-rows that can carry a gradient (see :mod:`~sklearn_flowod.clamped_terms`).
+is backpropagated on a CPU only where its rows can carry a gradient (see
+:mod:`~sklearn_flowod.clamped_terms`).
 """
 
 from __future__ import annotations
@@ -38,10 +38,13 @@ LossFn = Callable[[nn.Module, torch.Tensor, torch.Generator], torch.Tensor]
 
 #: Rows of one micro-batch of a compiled step on a CPU.
 MICRO_BATCH_ROWS = 2048
-#: Steps that evaluate a clamped term whole, without screening, after a
-#: screening found every row above its floor (e.g. auxiliary samples that
-#: the flow cannot push down): the screening pass would only add work.
+#: Compiled steps that evaluate a clamped term on all rows, without
+#: screening, after a screening selected every row (e.g. auxiliary samples
+#: that the flow cannot push down): the screening pass would only add work.
+#: The pause doubles after every further such screening, up to
+#: :data:`MAX_SCREENING_PAUSE` steps.
 SCREENING_PAUSE = 16
+MAX_SCREENING_PAUSE = 64
 #: A batch is split only if a micro-batch of it takes at least this many bytes
 #: (2,048 rows of 16 float32 features): with fewer features the added graph
 #: call costs as much as the smaller working set saves.
@@ -159,12 +162,17 @@ class TrainingStep:
     backpropagated. If compiling fails, a warning is issued and this and every
     later step run eagerly (on whole batches).
 
-    On a CPU, compiled or not, a clamped term
-    (:class:`~sklearn_flowod.clamped_terms.ClampedRowMean`) is screened first
-    (:func:`~sklearn_flowod.clamped_terms.screen_rows`, through
-    ``inference_view``) and backpropagated on the rows above its floor
-    alone; after a screening that found every row above it, the next
-    :data:`SCREENING_PAUSE` steps evaluate the term on all rows unscreened.
+    On a CPU, a clamped term
+    (:class:`~sklearn_flowod.clamped_terms.ClampedRowMean`) is not
+    backpropagated where it has no gradient: an uncompiled step skips its
+    backward pass when no row is at or above the floor; a compiled step
+    screens its rows first (:func:`~sklearn_flowod.clamped_terms.screen_rows`,
+    through ``inference_view``) and evaluates the micro-batches that hold
+    the rows above the floor alone; after a screening that selected every
+    row, the next :data:`SCREENING_PAUSE` or more steps evaluate all rows
+    unscreened.
+    ``clamped_rows`` and ``clamped_rows_backpropagated`` count the clamped
+    terms' rows and those of them that went through a backward pass.
 
     Parameters
     ----------
@@ -196,8 +204,11 @@ class TrainingStep:
         self.loss = as_summed_loss(loss_fn)
         # a SummedLoss's terms are pure: they can be differentiated in the graph
         self.functional = isinstance(loss_fn, SummedLoss)
-        # per term: steps left before its rows are screened again
+        # per term: compiled steps left before its rows are screened again, and
+        # the length of the last pause
         self.screening_paused = [0] * len(self.loss.terms)
+        self.screening_pause = [0] * len(self.loss.terms)
+        self.clamped_rows = self.clamped_rows_backpropagated = 0
         self.compiled = None
         if compile:
             options = _compile_options(module)
@@ -235,20 +246,25 @@ class TrainingStep:
     def _backward(self, terms, module, batch, generator) -> torch.Tensor:
         total = None
         arguments = self.loss.inputs(batch, generator)
-        for index, (term, args) in enumerate(zip(terms, arguments, strict=True)):
-            screened = self._screen(index, args)
-            if screened is None:
-                value = term(module, *args)
-                value.backward()
-                value = value.detach()
+        for term, args in zip(terms, arguments, strict=True):
+            if isinstance(term, ClampedRowMean):
+                value, gradient_rows = term.value_and_gradient_rows(module, *args)
+                # checked on a CPU only: on an accelerator the check would make the
+                # host wait for the device
+                backpropagated = args[0].device.type != "cpu" or bool(gradient_rows.any())
+                n_rows = args[0].shape[0]
+                self._count_clamped(n_rows, n_rows if backpropagated else 0)
             else:
-                x, floor = args
-                if screened.fraction:
-                    selected = term(module, x.index_select(0, screened.rows), floor)
-                    (selected * screened.fraction).backward()
-                value = screened.value
+                value, backpropagated = term(module, *args), True
+            if backpropagated:
+                value.backward()
+            value = value.detach()
             total = value if total is None else total + value
         return total
+
+    def _count_clamped(self, rows: int, backpropagated: int) -> None:
+        self.clamped_rows += rows
+        self.clamped_rows_backpropagated += backpropagated
 
     def _compiled_gradients(self, batch, generator) -> torch.Tensor:
         parts = micro_batches(batch) if self.loss.row_means else 1
@@ -275,15 +291,19 @@ class TrainingStep:
                                                          *part_args)
                 accumulate_gradients(parameters, list(gradients.values()), 1.0 / parts)
                 value = part_value / parts if value is None else value + part_value / parts
-            value = value if screened is None else screened.value
+            if screened is not None:
+                value = screened.value
+            elif isinstance(term, ClampedRowMean):
+                self._count_clamped(args[0].shape[0], args[0].shape[0])
             total = value if total is None else total + value
         return total
 
-    def _screen(self, index: int, args: tuple, granularity: int = 1):
+    def _screen(self, index: int, args: tuple, granularity: int):
         """Screen the rows of term ``index`` (a clamped term on a CPU), else None.
 
         Screening pauses for :data:`SCREENING_PAUSE` steps after it selected
-        every row.
+        every row, twice as long after every further such screening (at most
+        :data:`MAX_SCREENING_PAUSE`), until one selects fewer rows.
         """
         term = self.loss.terms[index]
         if not isinstance(term, ClampedRowMean) or args[0].device.type != "cpu":
@@ -293,8 +313,12 @@ class TrainingStep:
             return None
         view = self.module if self.inference_view is None else self.inference_view(self.module)
         screened = screen_rows(term, view, *args, granularity=granularity)
-        if screened.fraction == 1.0:
-            self.screening_paused[index] = SCREENING_PAUSE
+        self._count_clamped(args[0].shape[0], screened.rows.numel())
+        if screened.fraction < 1.0:
+            self.screening_pause[index] = 0
+        else:
+            pause = min(2 * self.screening_pause[index] or SCREENING_PAUSE, MAX_SCREENING_PAUSE)
+            self.screening_pause[index] = self.screening_paused[index] = pause
         return screened
 
 

@@ -56,11 +56,12 @@ def test_instrumented_fit_measures_the_detector_not_its_inner_fits():
 
 
 def test_instrumented_fit_counts_the_backpropagated_auxiliary_rows():
-    # correlated features: some shuffled rows fall under the clamp, some do not
+    # correlated features: in some batches every shuffled row falls under the clamp
     rng = np.random.RandomState(0)
-    z = rng.normal(size=(256, 1))
-    X = np.c_[z, z + 0.3 * rng.normal(size=(256, 1)), rng.normal(size=(256, 1))]
-    record = instrumented_fit(ContrastiveFlowDetector(max_epochs=2, clamp=-4.5, **SMALL), X)
+    z, noise = rng.normal(size=(256, 1)), rng.normal(size=(256, 3))
+    X = np.c_[z, z + 0.3 * noise[:, :1], 0.3 * noise[:, 1:2] - z, noise[:, 2:]]
+    detector = ContrastiveFlowDetector(max_epochs=2, clamp=-4.0, batch_size=32, **SMALL)
+    record = instrumented_fit(detector, X)
     # the main loop's steps: 2 epochs of 256 rows, each with one shuffled row
     assert record.clamped_rows == 2 * 256
     assert 0 < record.clamped_rows_backpropagated < record.clamped_rows

@@ -98,26 +98,48 @@ def test_a_screened_step_has_the_gradient_of_the_whole_term(quantile, rows, comp
             torch.testing.assert_close(gradient, a.grad, rtol=1e-8, atol=1e-10)
 
 
-def test_screening_pauses_after_it_selected_every_row(monkeypatch):
-    calls = []
+def test_an_uncompiled_step_skips_the_backward_pass_of_rows_all_under_the_floor():
+    batch = torch.randn(8, 4, dtype=torch.float64)
+    for floor, backpropagated in [(1e9, 0), (-1e9, 8)]:
+        module = trained_looking_flow(4, 0)
+        step = TrainingStep(module, _flow_term_loss(torch.tensor(floor), screened=True))
+        value = step(batch, torch.Generator())
+        assert (step.clamped_rows, step.clamped_rows_backpropagated) == (8, backpropagated)
+        assert all((p.grad is not None) == bool(backpropagated) for p in module.parameters()
+                   if p.requires_grad)
+        if not backpropagated:  # every row clamped: the term is the floor
+            assert float(value) == pytest.approx(0.7 * floor)
+
+
+def test_screening_pauses_longer_while_it_selects_every_row(monkeypatch):
+    compile_eagerly(monkeypatch)
+    monkeypatch.setattr(training_step, "SCREENING_PAUSE", 2)
+    monkeypatch.setattr(training_step, "MAX_SCREENING_PAUSE", 4)
+    screened_at, step_number = [], [0]
     original = training_step.screen_rows
 
-    def counting(*args, **kwargs):
-        calls.append(1)
+    def recording(*args, **kwargs):
+        screened_at.append(step_number[0])
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(training_step, "screen_rows", counting)
+    monkeypatch.setattr(training_step, "screen_rows", recording)
     batch = torch.randn(8, 4, dtype=torch.float64)
     floor = torch.tensor(-1e9, dtype=torch.float64)  # every row above it
-    step = TrainingStep(trained_looking_flow(4, 0), _flow_term_loss(floor, screened=True))
-    for _ in range(2 * (training_step.SCREENING_PAUSE + 1)):
+    step = TrainingStep(trained_looking_flow(4, 0), _flow_term_loss(floor, screened=True),
+                        compile=True)
+    for step_number[0] in range(15):
+        if step_number[0] == 13:  # every row under it: screened at once, no pause
+            floor.fill_(1e9)
         step(batch, torch.Generator())
-    assert len(calls) == 2
+    # pauses of 2, 4, 4 steps, then none after a screening that left rows out
+    assert screened_at == [0, 3, 8, 13, 14]
+    assert step.clamped_rows == 15 * 8
+    assert step.clamped_rows_backpropagated == 13 * 8
 
 
 def test_rows_on_an_accelerator_are_not_screened():
     step = TrainingStep(trained_looking_flow(4, 0), _flow_term_loss(torch.tensor(0.0), True))
-    assert step._screen(0, (torch.empty(8, 4, device="meta"), torch.tensor(0.0))) is None
+    assert step._screen(0, (torch.empty(8, 4, device="meta"), torch.tensor(0.0)), 8) is None
 
 
 @pytest.mark.parametrize(
@@ -125,31 +147,34 @@ def test_rows_on_an_accelerator_are_not_screened():
     [False, pytest.param(True, marks=pytest.mark.skipif(
         no_compiler(), reason="torch.compile needs a C++ compiler on a CPU"))],
 )
-def test_the_contrastive_flow_trains_alike_with_and_without_screening(compile, monkeypatch):
+def test_the_contrastive_flow_trains_alike_without_the_clamped_rows(compile, monkeypatch):
     """Eq. (3): auxiliary samples under the clamp have no gradient; leaving them out
-    of the backward pass changes the training only by rounding."""
+    of the backward pass changes the training only by rounding (not at all
+    uncompiled)."""
     # correlated features, whose shuffled copies are less likely: with this clamp
     # some of the auxiliary rows of a batch are above it, some below
     rng = np.random.RandomState(0)
     z, noise = rng.normal(size=(128, 1)), rng.normal(size=(128, 3))
     X = np.c_[z, z + 0.3 * noise[:, :1], 0.3 * noise[:, 1:2] - z, noise[:, 2:]]
-    params = {"n_blocks": 2, "hidden_size": 8, "max_epochs": 3, "batch_size": 32, "clamp": -6.0,
+    params = {"n_blocks": 2, "hidden_size": 8, "max_epochs": 3, "batch_size": 32, "clamp": -4.0,
               "validation_fraction": None, "compile": compile, "random_state": 0}
     if compile:  # parts of 8 rows: a screened batch is evaluated in some of them
         monkeypatch.setattr(training_step, "MICRO_BATCH_ROWS", 8)
         monkeypatch.setattr(training_step, "MIN_MICRO_BATCH_BYTES", 0)
-    fractions = []
-    original = training_step.screen_rows
+    counted = []
+    original = TrainingStep._count_clamped
 
-    def recording(*args, **kwargs):
-        screened = original(*args, **kwargs)
-        fractions.append(screened.fraction)
-        return screened
+    def recording(self, rows, backpropagated):
+        counted.append((rows, backpropagated))
+        original(self, rows, backpropagated)
 
-    monkeypatch.setattr(training_step, "screen_rows", recording)
-    screened = ContrastiveFlowDetector(**params).fit(X)
-    monkeypatch.setattr(TrainingStep, "_screen", lambda self, *args, **kwargs: None)
+    monkeypatch.setattr(TrainingStep, "_count_clamped", recording)
+    left_out = ContrastiveFlowDetector(**params).fit(X)
+    monkeypatch.setattr(training_step, "ClampedRowMean", type("NotClamped", (), {}))
     whole = ContrastiveFlowDetector(**params).fit(X)
-    assert any(0 < fraction < 1 for fraction in fractions)
-    np.testing.assert_allclose(screened.loss_curve_, whole.loss_curve_, rtol=1e-4)
-    np.testing.assert_allclose(screened.score_samples(X), whole.score_samples(X), rtol=1e-3)
+    assert any(backpropagated < rows for rows, backpropagated in counted)
+    assert any(backpropagated > 0 for rows, backpropagated in counted)
+    np.testing.assert_allclose(left_out.loss_curve_, whole.loss_curve_, rtol=1e-4)
+    np.testing.assert_allclose(left_out.score_samples(X), whole.score_samples(X), rtol=1e-3)
+    if not compile:  # a skipped backward pass would only have added zeros
+        np.testing.assert_array_equal(left_out.score_samples(X), whole.score_samples(X))

@@ -182,10 +182,9 @@ class ContrastiveFlowDetector(BaseFlowDetector):
     target is unchanged.
 
     **Training cost.** An auxiliary sample whose log-density is below
-    ``eps`` has no gradient (the clamped term is constant there). On a CPU a
-    training step evaluates the auxiliary samples without gradients first
-    and backpropagates only those above ``eps``
-    (:mod:`sklearn_flowod.clamped_terms`): once the flow has pushed most of
+    ``eps`` has no gradient (the clamped term is constant there). On a CPU
+    the training steps leave such samples out of the backward pass (see
+    :mod:`sklearn_flowod.clamped_terms`): once the flow has pushed most of
     them under the clamp, a step costs little more than one of
     :class:`~sklearn_flowod.FlowDetector`.
 
@@ -324,8 +323,8 @@ class ContrastiveFlowDetector(BaseFlowDetector):
         The inlier term is the flow's negative log-likelihood; the contrastive
         term is ``aux_weight * E_y[max(log p_theta(y), eps)]`` per dimension,
         a :class:`~sklearn_flowod.clamped_terms.ClampedRowMean`: a training
-        step on a CPU backpropagates only the auxiliary samples above the
-        clamp, the others having no gradient. The contrastive samples are
+        step on a CPU leaves the auxiliary samples under the clamp, which have
+        no gradient, out of the backward pass. The contrastive samples are
         drawn before either term, so a compiled term holds no random draw.
         Both terms are means over rows (one contrastive sample per row of
         the batch).
