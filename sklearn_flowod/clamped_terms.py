@@ -73,6 +73,15 @@ class ClampedRowMean:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The term's value and which rows it has a gradient from.
 
+        Parameters
+        ----------
+        network : callable
+            The network (or what is evaluated in its place).
+        x : torch.Tensor of shape (n_rows, ...)
+            The term's rows.
+        floor : torch.Tensor
+            The floor, a scalar.
+
         Returns
         -------
         value : torch.Tensor
