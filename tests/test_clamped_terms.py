@@ -1,4 +1,4 @@
-"""Clamped loss terms: screened training steps backpropagate only the rows above the floor."""
+"""Clamped loss terms: training steps leave the rows under the floor out of the backward pass."""
 
 import math
 
@@ -57,11 +57,16 @@ def test_a_term_without_weight_selects_no_rows():
     assert screened.fraction == 0.0 and screened.rows.numel() == 0
 
 
-def _flow_term_loss(floor: torch.Tensor, screened: bool) -> SummedLoss:
-    """Eq. (3)'s contrastive term alone, as a clamped term or as a plain function."""
-    term = ClampedRowMean(lambda network, x: flow_log_density(network, x) / x.shape[1], 0.7)
-    if not screened:
-        term = (lambda clamped: lambda network, x, f: clamped(network, x, f))(term)
+def _flow_term_loss(floor: torch.Tensor, clamped: bool) -> SummedLoss:
+    """Eq. (3)'s contrastive term alone, as a clamped term or as a plain function
+    (which every step evaluates on all rows)."""
+    clamped_term = ClampedRowMean(
+        lambda network, x: flow_log_density(network, x) / x.shape[1], 0.7)
+
+    def plain_term(network, x, f):
+        return clamped_term(network, x, f)
+
+    term = clamped_term if clamped else plain_term
     return SummedLoss(lambda batch, generator: ((batch, floor),), (term,), row_means=True)
 
 
@@ -86,9 +91,9 @@ def test_a_screened_step_has_the_gradient_of_the_whole_term(quantile, rows, comp
     floor = torch.tensor(floor, dtype=torch.float64)
     with pytest.MonkeyPatch.context() as patch:
         compile_eagerly(patch)
-        expected = TrainingStep(plain, _flow_term_loss(floor, screened=False), compile=compile)(
+        expected = TrainingStep(plain, _flow_term_loss(floor, clamped=False), compile=compile)(
             batch, torch.Generator())
-        step = TrainingStep(screened, _flow_term_loss(floor, screened=True), compile=compile,
+        step = TrainingStep(screened, _flow_term_loss(floor, clamped=True), compile=compile,
                             inference_view=folded_view)
         value = step(batch, torch.Generator())
     torch.testing.assert_close(value, expected, rtol=1e-10, atol=1e-10)
@@ -102,7 +107,7 @@ def test_an_uncompiled_step_skips_the_backward_pass_of_rows_all_under_the_floor(
     batch = torch.randn(8, 4, dtype=torch.float64)
     for floor, backpropagated in [(1e9, 0), (-1e9, 8)]:
         module = trained_looking_flow(4, 0)
-        step = TrainingStep(module, _flow_term_loss(torch.tensor(floor), screened=True))
+        step = TrainingStep(module, _flow_term_loss(torch.tensor(floor), clamped=True))
         value = step(batch, torch.Generator())
         assert (step.clamped_rows, step.clamped_rows_backpropagated) == (8, backpropagated)
         assert all((p.grad is not None) == bool(backpropagated) for p in module.parameters()
@@ -125,7 +130,7 @@ def test_screening_pauses_longer_while_it_selects_every_row(monkeypatch):
     monkeypatch.setattr(training_step, "screen_rows", recording)
     batch = torch.randn(8, 4, dtype=torch.float64)
     floor = torch.tensor(-1e9, dtype=torch.float64)  # every row above it
-    step = TrainingStep(trained_looking_flow(4, 0), _flow_term_loss(floor, screened=True),
+    step = TrainingStep(trained_looking_flow(4, 0), _flow_term_loss(floor, clamped=True),
                         compile=True)
     for step_number[0] in range(15):
         if step_number[0] == 13:  # every row under it: screened at once, no pause
@@ -138,7 +143,8 @@ def test_screening_pauses_longer_while_it_selects_every_row(monkeypatch):
 
 
 def test_rows_on_an_accelerator_are_not_screened():
-    step = TrainingStep(trained_looking_flow(4, 0), _flow_term_loss(torch.tensor(0.0), True))
+    loss = _flow_term_loss(torch.tensor(0.0), clamped=True)
+    step = TrainingStep(trained_looking_flow(4, 0), loss)
     assert step._screen(0, (torch.empty(8, 4, device="meta"), torch.tensor(0.0)), 8) is None
 
 
