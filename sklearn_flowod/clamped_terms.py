@@ -65,7 +65,10 @@ class ClampedRowMean:
 
     def __call__(self, network, x: torch.Tensor, floor: torch.Tensor) -> torch.Tensor:
         """``weight * mean(max(row_values(network, x), floor))``."""
-        values = self.row_values(network, x)
+        return self.of_values(self.row_values(network, x), floor)
+
+    def of_values(self, values: torch.Tensor, floor: torch.Tensor) -> torch.Tensor:
+        """The term from its rows' values: ``weight * mean(max(values, floor))``."""
         return self.weight * torch.maximum(values, floor.to(values.dtype)).mean()
 
     def value_and_gradient_rows(
@@ -91,9 +94,7 @@ class ClampedRowMean:
             0): the term is constant in the others.
         """
         values = self.row_values(network, x)
-        floor = floor.to(values.dtype)
-        value = self.weight * torch.maximum(values, floor).mean()
-        return value, (values >= floor) & (self.weight != 0)
+        return self.of_values(values, floor), (values >= floor) & (self.weight != 0)
 
 
 @dataclass
@@ -144,8 +145,8 @@ def screen_rows(term: ClampedRowMean, view: Callable, x: torch.Tensor, floor: to
     """
     with torch.no_grad():
         values = term.row_values(view, x)
+        value = term.of_values(values, floor)
         floor = floor.to(values.dtype)
-        value = term.weight * torch.maximum(values, floor).mean()
         threshold = floor - SCREENING_MARGIN * (1 + floor.abs())
         n_active = int((values > threshold).sum()) if term.weight else 0
         n_rows = values.shape[0]

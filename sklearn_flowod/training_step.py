@@ -291,10 +291,11 @@ class TrainingStep:
                                                          *part_args)
                 accumulate_gradients(parameters, list(gradients.values()), 1.0 / parts)
                 value = part_value / parts if value is None else value + part_value / parts
+            if isinstance(term, ClampedRowMean):
+                n_rows = args[0].shape[0]
+                self._count_clamped(n_rows, n_rows if screened is None else screened.rows.numel())
             if screened is not None:
                 value = screened.value
-            elif isinstance(term, ClampedRowMean):
-                self._count_clamped(args[0].shape[0], args[0].shape[0])
             total = value if total is None else total + value
         return total
 
@@ -313,7 +314,6 @@ class TrainingStep:
             return None
         view = self.module if self.inference_view is None else self.inference_view(self.module)
         screened = screen_rows(term, view, *args, granularity=granularity)
-        self._count_clamped(args[0].shape[0], screened.rows.numel())
         if screened.fraction < 1.0:
             self.screening_pause[index] = 0
         else:
