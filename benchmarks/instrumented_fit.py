@@ -1,18 +1,18 @@
 """Fit a package detector while measuring its main training loop from outside.
 
 The detectors train through ``sklearn_flowod.training.train_module``, called
-from ``BaseDeepDetector._fit``. :func:`instrumented_fit` replaces that call
+from ``BaseDeepDetector._train``. :func:`instrumented_fit` replaces that call
 for the duration of one ``fit`` with a wrapper that
 
 * counts the matmul FLOPs of one training step (forward and backward of the
   detector's own loss on a real batch), per training row;
-* times the main loop (pre-training such as the contrastive flow's warm-up,
-  the likelihood ratio's general flow, the fit's set-up and threshold
-  scoring are outside it);
-* optionally evaluates a held-out AUROC after every epoch, the time spent
-  evaluating being subtracted from the loop's clock;
-* counts the rows of a clamped loss term (the contrastive flow's auxiliary
-  samples) that its training steps backpropagated, out of all it saw.
+* times the main loop (pre-training, which runs in ``_before_training``, such
+  as the contrastive flow's warm-up or Deep SVDD's autoencoder, the
+  likelihood ratio's general flow, the fit's set-up and threshold scoring
+  are outside it);
+* optionally evaluates a held-out AUROC after every epoch (through a
+  callback of the loop), the time spent evaluating being subtracted from the
+  loop's clock.
 
 The time spent counting FLOPs and evaluating is subtracted from the fit's
 clock too (``FitRecord.fit_s``).
@@ -23,7 +23,6 @@ No package code changes; the measurement sees exactly what a user's fit runs.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -32,7 +31,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 import sklearn_flowod.base as package_base
-import sklearn_flowod.training as package_training
+from sklearn_flowod.callbacks import Callback
 
 from .flops import count_flops
 
@@ -48,12 +47,15 @@ class FitRecord:
     n_epochs: int = 0
     flops_per_sample: float = 0.0
     curve: list[tuple[int, float, float]] = field(default_factory=list)  # epoch, s, auroc
-    clamped_rows: int = 0  # rows of a clamped term seen by the main loop's steps
-    clamped_rows_backpropagated: int = 0  # of those, rows evaluated with gradients
+    # The training loop backpropagates every row of a clamped loss term (the
+    # contrastive flow's auxiliary samples): nothing is left to count, the
+    # report's column stays NaN.
+    clamped_rows: int = 0
+    clamped_rows_backpropagated: int = 0
 
     @property
     def backpropagated_fraction(self) -> float:
-        """Share of a clamped term's rows that were backpropagated (NaN without one)."""
+        """Share of a clamped term's rows that were backpropagated (NaN: not counted)."""
         return (self.clamped_rows_backpropagated / self.clamped_rows
                 if self.clamped_rows else float("nan"))
 
@@ -84,12 +86,13 @@ def _wrapped_training(record: FitRecord, detector, evaluation):
     original = package_base.train_module
     original_fit = package_base.BaseDeepDetector._fit
     fitting = []  # the detectors whose fit is running, innermost last
-    original_step = package_training.TrainingStep
-    steps = []  # the training steps of the main loop
+    prepared = []  # whether the measured detector's _before_training has returned
+    original_before = detector._before_training
 
-    def recording_step(*args, **kwargs):
-        steps.append(original_step(*args, **kwargs))
-        return steps[-1]
+    def before_training(*args, **kwargs):
+        result = original_before(*args, **kwargs)
+        prepared.append(True)
+        return result
 
     def fit_wrapper(self, X, **fit_params):
         fitting.append(self)
@@ -98,15 +101,18 @@ def _wrapped_training(record: FitRecord, detector, evaluation):
         finally:
             fitting.pop()
 
-    def wrapper(module, loss_fn, X_train, X_val=None, **options):
-        if fitting[-1] is not detector:  # e.g. the likelihood ratio's general flow
-            return original(module, loss_fn, X_train, X_val, **options)
-        batch = X_train[: options["batch_size"]]
-        generator = torch.Generator(device=X_train.device).manual_seed(0)
+    def wrapper(module, loss_fn, X_train, X_val=None, *, config, generator, callbacks=(),
+                **options):
+        if fitting[-1] is not detector or not prepared:
+            # e.g. the likelihood ratio's general flow, or a pre-training
+            return original(module, loss_fn, X_train, X_val, config=config,
+                            generator=generator, callbacks=callbacks, **options)
+        batch = X_train[: config.batch_size]
+        flop_generator = torch.Generator(device=X_train.device).manual_seed(0)
         module.train()
 
         def step():
-            loss_fn(module, batch, generator).backward()
+            loss_fn(module, batch, flop_generator).backward()
 
         counting = time.perf_counter()
         record.flops_per_sample = count_flops(step) / batch.shape[0]
@@ -115,16 +121,10 @@ def _wrapped_training(record: FitRecord, detector, evaluation):
         spent = [0.0]
         start = time.perf_counter()
         if evaluation is not None:
-            options["epoch_callback"] = _evaluator(detector, evaluation, record, start, spent)
-        package_training.TrainingStep = recording_step
-        try:
-            history = original(module, loss_fn, X_train, X_val, **options)
-        finally:
-            package_training.TrainingStep = original_step
+            callbacks = [*callbacks, _Evaluator(detector, evaluation, record, start, spent)]
+        history = original(module, loss_fn, X_train, X_val, config=config,
+                           generator=generator, callbacks=callbacks, **options)
         record.train_s = time.perf_counter() - start - spent[0]
-        record.clamped_rows = sum(made.clamped_rows for made in steps)
-        record.clamped_rows_backpropagated = sum(made.clamped_rows_backpropagated
-                                                 for made in steps)
         record.instrumentation_s += spent[0]
         record.n_epochs = history.n_epochs
         record.n_samples_seen = history.n_samples_seen
@@ -132,17 +132,28 @@ def _wrapped_training(record: FitRecord, detector, evaluation):
 
     package_base.train_module = wrapper
     package_base.BaseDeepDetector._fit = fit_wrapper
+    detector._before_training = before_training
     try:
         yield
     finally:
         package_base.train_module = original
         package_base.BaseDeepDetector._fit = original_fit
+        del detector._before_training
 
 
-def _evaluator(detector, evaluation, record: FitRecord, start: float, spent: list) -> Callable:
-    X_test, y_test = evaluation
+class _Evaluator(Callback):
+    """The held-out AUROC after every completed epoch of the main loop."""
 
-    def callback(module, epoch):
+    def __init__(self, detector, evaluation, record: FitRecord, start: float, spent: list):
+        self.detector, self.record, self.start, self.spent = detector, record, start, spent
+        self.X_test, self.y_test = evaluation
+        self.epochs = 0
+
+    def on_check(self, state) -> None:
+        if state.history.n_epochs == self.epochs:
+            return  # a check within an epoch
+        self.epochs = state.history.n_epochs
+        detector, module = self.detector, state.module
         begin = time.perf_counter()
         module.eval()
         # State fixed after training (the invertible net's latent scale) is taken
@@ -152,17 +163,15 @@ def _evaluator(detector, evaluation, record: FitRecord, start: float, spent: lis
         if provisional:
             detector.latent_scale_ = 1.0
         with torch.inference_mode():
-            batch = detector._to_model_input(X_test, torch.float32)
+            batch = detector._to_model_input(self.X_test, torch.float32)
             scores = detector._anomaly_score(module, batch).cpu().numpy().astype(np.float64)
         if provisional:
             del detector.latent_scale_
         module.train()
-        auroc = roc_auc_score(y_test, np.nan_to_num(scores, nan=1e300, posinf=1e300))
+        auroc = roc_auc_score(self.y_test, np.nan_to_num(scores, nan=1e300, posinf=1e300))
         end = time.perf_counter()
-        spent[0] += end - begin
-        record.curve.append((epoch, end - start - spent[0], float(auroc)))
-
-    return callback
+        self.spent[0] += end - begin
+        self.record.curve.append((self.epochs, end - self.start - self.spent[0], float(auroc)))
 
 
 def instrumented_fit(detector, X, *, evaluation=None) -> FitRecord:

@@ -39,6 +39,15 @@ Sections:
 * ``pyod``: PyOD's DeepSVDD and AutoEncoder fit throughput at the same epochs.
 * ``distributed``: scoring 1e7 rows with ``score_partitions`` on a local Dask
   cluster against in-process (:mod:`benchmarks.distributed_scoring`).
+* ``default_fit``: what a user gets, in a fresh process with torch's default
+  threads (the thread variables of the user's environment, not ``--threads``):
+  the default fit time of every package detector, made with only
+  ``random_state`` set, divided by that of ``IsolationForest(random_state=0)``
+  fitted alternately with them, on the training rows of six ADBench tables;
+  the same while helper processes keep every core busy (slowdown: busy over
+  idle fit time; a busy fit is stopped after 10 times its idle time, at
+  least 10 s); and on a wide synthetic table, 500 x 1,500
+  (:mod:`benchmarks.default_fit`).
 """
 
 from __future__ import annotations
@@ -49,6 +58,7 @@ import math
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -57,6 +67,9 @@ import pandas as pd
 import torch
 
 from . import registry, report
+from .default_fit import BUSY_LIMIT_FACTOR, QUICK_WIDE_SHAPE, WIDE_SHAPE
+from .default_fit import DATASETS as DEFAULT_FIT_DATASETS
+from .default_fit import QUICK_DATASETS as QUICK_DEFAULT_FIT_DATASETS
 from .flops import matmul_rate
 from .instrumented_fit import first_time_reaching, instrumented_fit
 from .reference_flow import reference_scoring_rate, train_reference_flow
@@ -81,6 +94,9 @@ FULL = {
     "large_rows": 280_000,
     "scoring_rows": [1_000_000, 10_000_000],
     "distributed_rows": 10_000_000,
+    "default_fit_datasets": DEFAULT_FIT_DATASETS,
+    "default_fit_wide": WIDE_SHAPE,
+    "default_fit_busy_limit": BUSY_LIMIT_FACTOR,
 }
 QUICK = {
     "rows": [1_000, 10_000],
@@ -92,6 +108,9 @@ QUICK = {
     "large_rows": 20_000,
     "scoring_rows": [100_000, 1_000_000],
     "distributed_rows": 1_000_000,
+    "default_fit_datasets": QUICK_DEFAULT_FIT_DATASETS,
+    "default_fit_wide": QUICK_WIDE_SHAPE,
+    "default_fit_busy_limit": 3.0,
 }
 
 
@@ -368,6 +387,46 @@ def distributed(grid: dict, log) -> list[dict]:
             for row in table.to_dict("records")]
 
 
+#: The thread variables that ``main`` sets to ``--threads``.
+THREAD_VARIABLES = ["OMP_NUM_THREADS", "MKL_NUM_THREADS"]
+
+
+def _user_environment(user_threads: dict[str, str | None]) -> dict[str, str]:
+    """This process's environment with the thread variables as the user had them.
+
+    ``user_threads`` maps each of :data:`THREAD_VARIABLES` to its value before
+    ``main`` set it, ``None`` where it was not set (it is then removed).
+    """
+    env = dict(os.environ)
+    for variable, value in user_threads.items():
+        if value is None:
+            env.pop(variable, None)
+        else:
+            env[variable] = value
+    return env
+
+
+def default_fit(grid: dict, user_threads: dict[str, str | None], log) -> list[dict]:
+    """The rows of :mod:`benchmarks.default_fit`, measured in a fresh process.
+
+    The process gets the user's thread variables (:func:`_user_environment`),
+    so torch runs with its default threads, not ``--threads``.
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "default_fit.json"
+        wide_rows, wide_features = grid["default_fit_wide"]
+        command = [sys.executable, "-m", "benchmarks.default_fit", str(out),
+                   "--datasets", *grid["default_fit_datasets"],
+                   "--wide", str(wide_rows), str(wide_features),
+                   "--busy-limit", str(grid["default_fit_busy_limit"])]
+        log("default fit: " + " ".join(command[1:]))
+        subprocess.run(command, check=True, env=_user_environment(user_threads),
+                       cwd=Path(__file__).resolve().parent.parent)
+        rows = json.loads(out.read_text())
+    commit = report._commit()
+    return [{"section": "default_fit", **row, "commit": commit} for row in rows]
+
+
 # ---------------------------------------------------------------------- #
 # Result files
 # ---------------------------------------------------------------------- #
@@ -480,7 +539,100 @@ def _tables(results: pd.DataFrame, rates: dict) -> str:
                   "`score_partitions` on a `LocalCluster` (2 workers x 1 thread) against "
                   "in-process scoring of the same rows; see `distributed_scoring.py`.", "",
                   report.markdown_table(_counts_as_int(table)), ""]
+    section = results[results["section"] == "default_fit"]
+    if len(section):
+        parts += _default_fit_tables(section)
     return "\n".join(parts)
+
+
+def _bounded(values: pd.Series, lower_bound: pd.Series, statistic: str) -> str:
+    """The median or maximum of ``values``, marked ≥ where a lower bound can change it.
+
+    ``lower_bound`` flags the values that are only lower bounds (stopped fits):
+    any of them can raise the maximum; the median only when one is at or
+    below the upper of its middle positions in sorted order.
+    """
+    ordered = lower_bound[values.sort_values(kind="stable").index]
+    if statistic == "max":
+        result, bounded = values.max(), ordered.any()
+    else:
+        result, bounded = values.median(), ordered.iloc[: len(values) // 2 + 1].any()
+    return ("≥ " if bounded else "") + f"{result:.2f}"
+
+
+def _load_range(rows: pd.DataFrame) -> str:
+    return f"{rows['load_average'].min():.2f} to {rows['load_average'].max():.2f}"
+
+
+def _default_fit_tables(section: pd.DataFrame) -> list[str]:
+    """The default_fit section: ratios to IsolationForest, busy slowdown, wide table."""
+    threads = ", ".join(str(int(t)) for t in sorted(section["torch_threads"].unique()))
+    idle = section[section["condition"] == "idle"]
+    busy = section[section["condition"] == "busy"]
+    wide = section[section["condition"] == "wide"]
+    parts = []
+    if len(idle):
+        datasets = list(pd.unique(idle["dataset"]))
+        ratios = idle.pivot_table(index="detector", columns="dataset", values="ratio",
+                                  dropna=False).reindex(columns=datasets)
+        table = pd.concat([ratios.median(axis=1).rename("median ratio"), ratios], axis=1)
+        table["median fit (s)"] = idle.groupby("detector")["fit_s"].median()
+        iforest = idle.groupby("dataset")["iforest_fit_s"].median()
+        parts += ["## Default fit time over IsolationForest's", "",
+                  "Fit time of each package detector made with only `random_state` set, "
+                  "divided by that of `IsolationForest(random_state=0)` fitted right beside "
+                  "it (the median of the IsolationForest fits right before and right after "
+                  "it; the fits alternate in one process), on the training rows of "
+                  "`adbench.load_split(name, seed=0)`; median ratio: over the tables. A "
+                  "fresh process with torch's default threads "
+                  f"({threads}) and the thread variables of the user's environment. "
+                  f"IsolationForest's fits took {iforest.min():.2f} to {iforest.max():.2f} s "
+                  f"(median per table); 1-minute load average {_load_range(idle)}.", "",
+                  report.markdown_table(table, "{:.1f}"), ""]
+    if len(busy):
+        both = busy.merge(idle[["dataset", "detector", "fit_s", "iforest_fit_s"]],
+                          on=["dataset", "detector"], suffixes=("", "_idle"))
+        stopped = both["timed_out"].astype(str) == "True"
+        # a stopped fit's slowdown is at least its limit over the idle time
+        slowdown = both["fit_s"].where(~stopped, both["fit_limit_s"]) / both["fit_s_idle"]
+        table = pd.DataFrame({
+            detector: [_bounded(slowdown[rows], stopped[rows], "median"),
+                       _bounded(slowdown[rows], stopped[rows], "max")]
+            for detector, rows in both.groupby("detector").groups.items()
+        }, index=["median slowdown", "max slowdown"]).T
+        iforest = both["iforest_fit_s"] / both["iforest_fit_s_idle"]
+        table.loc["IsolationForest (fitted beside them)"] = [f"{iforest.median():.2f}",
+                                                             f"{iforest.max():.2f}"]
+        table.index.name = "detector"
+        first = busy.iloc[0]
+        parts += ["## Default fit under load: busy over idle fit time", "",
+                  f"The same alternating fits while {int(first['busy_workers'])} helper "
+                  "processes (one per core) spin in a Python loop; slowdown: busy fit time "
+                  "over the idle fit time of the same table and detector; median and "
+                  f"maximum over the {busy['dataset'].nunique()} tables (IsolationForest: "
+                  "over every fit beside a detector). A busy fit was stopped after "
+                  f"{first['busy_limit']:g} times its idle fit time, at least "
+                  f"{first['busy_limit_floor_s']:g} s ({int(stopped.sum())} of {len(both)} "
+                  "were); a stopped fit counts as its limit, and a statistic that such a "
+                  "lower bound can change is marked ≥. 1-minute load average during the "
+                  f"busy fits {_load_range(busy)} (idle: {_load_range(idle)}).", "",
+                  report.markdown_table(table), ""]
+    if len(wide):
+        table = wide.set_index("detector")[["fit_s", "iforest_fit_s", "ratio", "n_epochs"]]
+        table = table.rename(columns={"fit_s": "fit (s)",
+                                      "iforest_fit_s": "IsolationForest fit (s)"})
+        n_rows, n_features = int(wide["rows"].iloc[0]), int(wide["features"].iloc[0])
+        parts += [f"## Default fit on a wide table ({n_rows:,} x {n_features:,})", "",
+                  "Standard normal rows times a seeded random matrix (correlated "
+                  "columns), fitted as above (idle, torch's default threads "
+                  f"({threads})); the IsolationForest fits alternate with them.", "",
+                  report.markdown_table(_counts_as_int(table), "{:.2f}"), ""]
+    errors = section[section["error"].fillna("") != ""]
+    if len(errors):
+        parts += ["Fits that raised (blank cells above): " + "; ".join(
+            f"{row.detector} on {row.dataset} ({row.condition}): {row.error}"
+            for row in errors.itertuples()) + ".", ""]
+    return parts
 
 
 #: Column title of the share of a clamped term's rows that were backpropagated.
@@ -547,7 +699,7 @@ def _figure(results: pd.DataFrame, path: Path) -> None:
 
 
 SECTIONS = ["throughput", "fit_time", "convergence", "large_table", "scoring", "pyod",
-            "distributed"]
+            "distributed", "default_fit"]
 
 
 def main(argv=None) -> pd.DataFrame:
@@ -567,8 +719,10 @@ def main(argv=None) -> pd.DataFrame:
     args = parser.parse_args(argv)
     grid = QUICK if args.quick else FULL
     default_threads = torch.get_num_threads()
+    # the user's own values, for the default_fit section's process
+    user_threads = {variable: os.environ.get(variable) for variable in THREAD_VARIABLES}
     torch.set_num_threads(args.threads)
-    for variable in ["OMP_NUM_THREADS", "MKL_NUM_THREADS"]:  # the scoring subprocesses
+    for variable in THREAD_VARIABLES:  # the scoring subprocesses
         os.environ[variable] = str(args.threads)
     command = "python -m benchmarks.speed " + " ".join(sys.argv[1:] if argv is None else argv)
 
@@ -605,6 +759,8 @@ def main(argv=None) -> pd.DataFrame:
             rows += scoring(grid, rates, log)
         elif section == "pyod":
             rows += pyod(grid, log)
+        elif section == "default_fit":
+            rows += default_fit(grid, user_threads, log)
         else:  # compares torch's default threads in-process with one per worker
             torch.set_num_threads(default_threads)
             rows += distributed(grid, log)

@@ -9,40 +9,34 @@ A concrete detector only says what its paper says: how to build its network
 
 from __future__ import annotations
 
-import io
-import warnings
 from abc import ABCMeta, abstractmethod
 from numbers import Integral, Real
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, OutlierMixin, _fit_context
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._device import resolve_device
+from ._engine.batches import scoring_rows
+from ._engine.threads import n_threads, torch_threads, work_macs
+from ._persistence import ModulePersistence
 from ._random import derive_seed
-from .coupling_evaluator import scoring_view
-from .networks import exact_inverse_permutations
-from .training import TrainingHistory, train_module
-from .training_step import LossFn, SummedLoss
+from .callbacks import Callback, EarlyStopping, ProgressBar
+from .training import TrainingConfig, TrainingHistory, train_module
 
-#: Rows scored per batch on an accelerator: large enough to keep it busy, small
-#: enough that scoring memory does not depend on the number of rows.
-SCORING_BATCH_SIZE = 65_536
-
-#: Rows scored per batch on a CPU: a batch's intermediate arrays stay in the
-#: processor's caches (scoring with 65,536-row batches is about half as fast;
-#: of 1,024, 1,536 and 2,048 rows, the flows scored fastest with 1,536).
-CPU_SCORING_BATCH_SIZE = 1_536
+#: The budget of ``max_epochs="auto"``: a cap on epochs and on optimiser steps;
+#: training ends before, when the held-out loss stops improving.
+AUTO_MAX_EPOCHS = 500
+AUTO_MAX_STEPS = 2_000
+#: At most this many rows are held out for the validation checks.
+MAX_VALIDATION_ROWS = 5_000
 
 
-def scoring_batch_size(device: torch.device) -> int:
-    """Rows per scoring batch on ``device``."""
-    return CPU_SCORING_BATCH_SIZE if device.type == "cpu" else SCORING_BATCH_SIZE
-
-
-class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
+class BaseDeepDetector(ModulePersistence, OutlierMixin, BaseEstimator, metaclass=ABCMeta):
     """Base class of the package's detectors (not to be used directly).
 
     Follows scikit-learn's outlier-detector convention: ``score_samples`` is
@@ -53,7 +47,7 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
     """
 
     _parameter_constraints: dict = {
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
@@ -63,6 +57,7 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
         "standardize": ["boolean"],
         "contamination": [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")],
         "device": [str, torch.device],
+        "n_jobs": [Integral, None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -84,12 +79,11 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
 
     @abstractmethod
     def _loss(self, module, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Mean training loss of one batch."""
+        """Mean training loss of one batch (also the held-out criterion)."""
 
-    def _training_loss(self) -> LossFn | SummedLoss:
-        """The loss the training loop minimises: ``_loss`` unless a detector
-        splits it into terms (see :class:`~sklearn_flowod.training_step.SummedLoss`)."""
-        return self._loss
+    def _criterion(self, module, X_val: torch.Tensor, generator: torch.Generator):
+        """The held-out criterion of early stopping (default: ``_loss`` on ``X_val``)."""
+        return self._loss(module, X_val, generator)
 
     @abstractmethod
     def _anomaly_score(self, module, batch: torch.Tensor) -> torch.Tensor:
@@ -99,18 +93,14 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
     def _auto_offset(self, X: np.ndarray) -> float:
         """``offset_`` for ``contamination="auto"``; ``X`` is the training data."""
 
-    def _training_options(self) -> dict:
-        """Extra keyword arguments of :func:`~sklearn_flowod.training.train_module`."""
-        return {}
-
-    def _before_training(
-        self, module, X_train: torch.Tensor, generator: torch.Generator
-    ) -> None:
+    def _before_training(self, module, X_train: torch.Tensor, X_val: torch.Tensor | None,
+                         generator: torch.Generator) -> None:
         """Prepare ``module`` before the main training loop (default: nothing).
 
-        ``X_train`` is the standardised training data on the device and
-        ``generator`` the fit's seeded generator. Used e.g. for pretraining
-        or to fix a centre from the initial network's outputs.
+        ``X_train`` and ``X_val`` are the standardised training and
+        validation rows on the device and ``generator`` the fit's seeded
+        generator. Used e.g. for pretraining or to fix a centre from the
+        initial network's outputs.
         """
 
     def _after_training(self, module, X_train: torch.Tensor, X_val: torch.Tensor | None) -> None:
@@ -118,22 +108,51 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
 
         Called with the final (float32) weights, before the module is moved
         to float64 for scoring; ``X_val`` is the validation split or None.
-        Used e.g. for fitted state that depends on the trained network.
         """
 
-    #: Optimiser steps that ``max_epochs="auto"`` aims for.
-    _auto_training_steps = 1200
+    def _scoring_module(self):
+        """What scoring evaluates in place of ``module_`` (default: ``module_``)."""
+        return self.module_
+
+    def _finish_module(self, module: torch.nn.Module) -> torch.nn.Module:
+        """The trained module as scoring keeps it: float64, in evaluation mode."""
+        return module.to(torch.float64).eval()
 
     #: The network sees standardised data divided by this number.
     _input_divisor = 1.0
 
-    def _resolve_max_epochs(self, n_train: int) -> int:
-        """``max_epochs``, with ``"auto"`` (where a detector allows it) turned into
-        enough epochs for about ``_auto_training_steps`` optimiser steps."""
-        if self.max_epochs != "auto":
-            return self.max_epochs
-        steps_per_epoch = -(-n_train // self.batch_size)
-        return max(1, -(-self._auto_training_steps // steps_per_epoch))
+    # ------------------------------------------------------------------ #
+    # Training
+    # ------------------------------------------------------------------ #
+    def _training_config(self) -> TrainingConfig:
+        """The budget and optimiser settings of the parameters.
+
+        ``max_epochs="auto"`` caps training at :data:`AUTO_MAX_EPOCHS` epochs
+        and :data:`AUTO_MAX_STEPS` steps; early stopping on the held-out
+        loss (``n_iter_no_change``) ends it sooner.
+        """
+        auto = self.max_epochs == "auto"
+        return TrainingConfig(max_epochs=AUTO_MAX_EPOCHS if auto else self.max_epochs,
+                              max_steps=AUTO_MAX_STEPS if auto else None,
+                              batch_size=self.batch_size, learning_rate=self.learning_rate,
+                              weight_decay=self.weight_decay)
+
+    def _callbacks(self) -> list[Callback]:
+        """Early stopping (with ``n_iter_no_change``) and the progress display."""
+        callbacks: list[Callback] = []
+        if self.n_iter_no_change is not None:
+            callbacks.append(EarlyStopping(self.n_iter_no_change, self.tol))
+        if self.verbose:
+            callbacks.append(ProgressBar())
+        return callbacks
+
+    def _train(self, module, loss, X_train, X_val, generator, *, config=None,
+               callbacks=None) -> TrainingHistory:
+        """:func:`~sklearn_flowod.training.train_module` with the parameters' settings."""
+        return train_module(module, loss, X_train, X_val, generator=generator,
+                            config=self._training_config() if config is None else config,
+                            callbacks=self._callbacks() if callbacks is None else callbacks,
+                            criterion=self._criterion)
 
     # ------------------------------------------------------------------ #
     # Fitting
@@ -178,29 +197,18 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
         module = self._build_module(self._module_config_, seed).to(self.device_)
         generator = torch.Generator(device=self.device_)
         generator.manual_seed(seed)
-        self._use_fit_params(X, generator, **fit_params)
-        X_train, X_val = self._split_validation(X, seed)
-        X_train = self._to_model_input(X_train, torch.float32, generator)
-        if X_val is not None:
-            X_val = self._to_model_input(X_val, torch.float32, generator)
-        self._before_training(module, X_train, generator)
-        history = train_module(
-            module,
-            self._training_loss(),
-            X_train,
-            X_val,
-            max_epochs=self._resolve_max_epochs(X_train.shape[0]),
-            batch_size=self.batch_size,
-            learning_rate=self.learning_rate,
-            weight_decay=self.weight_decay,
-            n_iter_no_change=self.n_iter_no_change,
-            tol=self.tol,
-            generator=generator,
-            verbose=self.verbose,
-            **self._training_options(),
-        )
-        self._after_training(module, X_train, X_val)
-        self.module_ = exact_inverse_permutations(module.to(torch.float64)).eval()
+        # forward and backward passes of one batch
+        threads = n_threads(self.n_jobs, work_macs(module, self.batch_size, passes=3))
+        with torch_threads(threads):
+            self._use_fit_params(X, generator, **fit_params)
+            X_train, X_val = self._split_validation(X, seed)
+            X_train = self._to_model_input(X_train, torch.float32, generator)
+            if X_val is not None:
+                X_val = self._to_model_input(X_val, torch.float32, generator)
+            self._before_training(module, X_train, X_val, generator)
+            history = self._train(module, self._loss, X_train, X_val, generator)
+            self._after_training(module, X_train, X_val)
+        self.module_ = self._finish_module(module)
         self._store_history(history)
         if self.contamination == "auto":
             self.offset_ = float(self._auto_offset(X))
@@ -212,23 +220,13 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
         return self
 
     def _validate_input(self, X, *, reset: bool) -> np.ndarray:
-        return validate_data(
-            self,
-            X,
-            reset=reset,
-            dtype=[np.float64, np.float32],
-            ensure_min_samples=2 if reset else 1,
-        )
+        return validate_data(self, X, reset=reset, dtype=[np.float64, np.float32],
+                             ensure_min_samples=2 if reset else 1)
 
     def _fit_scaler(self, X: np.ndarray) -> None:
-        if self.standardize:
-            mean = X.mean(axis=0, dtype=np.float64)
-            scale = X.std(axis=0, dtype=np.float64)
-            scale[scale < 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1.0)] = 1.0
-        else:
-            mean = np.zeros(X.shape[1])
-            scale = np.ones(X.shape[1])
-        self.mean_, self.scale_ = mean, scale
+        scaler = StandardScaler(with_mean=self.standardize, with_std=self.standardize).fit(X)
+        self.mean_ = scaler.mean_ if self.standardize else np.zeros(X.shape[1])
+        self.scale_ = scaler.scale_ if self.standardize else np.ones(X.shape[1])
 
     @staticmethod
     def _model_features(n_features: int) -> int:
@@ -236,12 +234,13 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
         return max(n_features, 2)
 
     def _split_validation(self, X: np.ndarray, seed: int):
-        """Hold out ``validation_fraction`` of the rows (at least one row on each side)."""
+        """Hold out ``validation_fraction`` of the rows, at least one and at most
+        :data:`MAX_VALIDATION_ROWS`, leaving at least one to train on."""
         if self.validation_fraction is None:
             return X, None
-        n_val = min(max(1, int(round(self.validation_fraction * X.shape[0]))), X.shape[0] - 1)
-        order = np.random.RandomState(seed).permutation(X.shape[0])
-        return X[order[n_val:]], X[order[:n_val]]
+        n_val = min(max(1, int(round(self.validation_fraction * X.shape[0]))),
+                    MAX_VALIDATION_ROWS, X.shape[0] - 1)
+        return train_test_split(X, test_size=n_val, random_state=seed)
 
     def _to_model_input(self, X, dtype, generator=None) -> torch.Tensor:
         """Standardise rows of ``X`` on the device and pad 1-D data.
@@ -254,16 +253,15 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
         for scoring (``generator=None``), the noise's centre 0. The padding
         column is documented in the detectors as a property of 1-D data.
         """
-        if isinstance(X, np.ndarray) and (
-            not X.flags.writeable or any(stride < 0 for stride in X.strides)
-        ):
-            # torch cannot wrap read-only memory or reversed views (one batch at most)
-            X = np.array(X)
-        # one copy in the model's dtype, standardised in place
-        x = torch.as_tensor(X, device=self.device_).to(dtype, copy=True)
-        mean = torch.as_tensor(self.mean_, dtype=dtype, device=self.device_)
-        scale = torch.as_tensor(self.scale_ * self._input_divisor, dtype=dtype, device=self.device_)
-        x.sub_(mean).div_(scale)
+        if isinstance(X, np.ndarray) and not (X.flags.writeable and min(X.strides) >= 0):
+            X = np.array(X)  # torch cannot wrap read-only memory or reversed views
+        # standardised in float64, then cast: a column with a large offset (a
+        # timestamp) keeps its variation in float32
+        x = torch.as_tensor(X, device=self.device_).to(torch.float64, copy=True)
+        mean = torch.as_tensor(self.mean_, dtype=torch.float64, device=self.device_)
+        scale = torch.as_tensor(self.scale_ * self._input_divisor, dtype=torch.float64,
+                                device=self.device_)
+        x = x.sub_(mean).div_(scale).to(dtype)
         if x.shape[1] == 1:
             if generator is None:
                 pad = torch.zeros_like(x)
@@ -286,21 +284,23 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
     def _apply_in_batches(self, X, fn, *, validate: bool = True) -> np.ndarray:
         """Evaluate ``fn(module, batch)`` over ``X`` in float64 batches.
 
-        ``module`` is :func:`~sklearn_flowod.coupling_evaluator.scoring_view`
-        of ``module_``: the folded evaluator of a coupling flow, which
-        computes the same forward pass with fewer operations. Rows are
-        validated (unless ``validate=False``, for arrays validated already),
-        moved to the device, standardised and evaluated
-        :func:`scoring_batch_size` at a time under ``torch.inference_mode``, so
-        memory beyond the output array does not grow with the number of rows.
+        ``module`` is :meth:`_scoring_module` (for a coupling flow a folded
+        evaluator that computes the same forward pass with fewer
+        operations). Rows are validated (unless ``validate=False``, for
+        arrays validated already), moved to the device, standardised and
+        evaluated under ``torch.inference_mode`` in batches sized by
+        scikit-learn's ``working_memory`` (see
+        :func:`~sklearn_flowod._engine.batches.scoring_rows`), so memory
+        beyond the output array does not grow with the number of rows.
         """
         if validate:
             check_is_fitted(self)
             X = self._validate_input(X, reset=False)
         out = None
-        module = scoring_view(self.module_)
-        with torch.inference_mode():
-            batch_size = scoring_batch_size(self.device_)
+        module = self._scoring_module()
+        batch_size = scoring_rows(self.module_, X.shape[1], X.shape[0], self.device_)
+        threads = n_threads(self.n_jobs, work_macs(self.module_, batch_size))
+        with torch_threads(threads), torch.inference_mode():
             for start in range(0, X.shape[0], batch_size):
                 stop = start + batch_size
                 batch = self._to_model_input(X[start:stop], torch.float64)
@@ -377,37 +377,3 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator, metaclass=ABCMeta):
         labels = np.ones(decision.shape[0], dtype=int)
         labels[decision < 0] = -1
         return labels
-
-    # ------------------------------------------------------------------ #
-    # Persistence
-    # ------------------------------------------------------------------ #
-    def __getstate__(self):
-        state = dict(super().__getstate__())  # a copy: object's is the live __dict__
-        module = state.pop("module_", None)
-        if module is not None:
-            buffer = io.BytesIO()
-            weights = {k: v.detach().cpu() for k, v in module.state_dict().items()}
-            torch.save(weights, buffer)
-            state["_module_weights"] = buffer.getvalue()
-        return state
-
-    def __setstate__(self, state):
-        weights = state.pop("_module_weights", None)
-        super().__setstate__(state)
-        if weights is None:
-            return
-        device = self.device_
-        if device.type == "cuda" and not torch.cuda.is_available():
-            warnings.warn(
-                f"This detector was fitted on {device} but CUDA is not available here; "
-                "it is loaded on the CPU.",
-                UserWarning,
-                stacklevel=2,
-            )
-            device = torch.device("cpu")
-        self.device_ = device
-        module = self._build_module(self._module_config_, seed=0)
-        module = module.to(device=device, dtype=torch.float64)
-        state_dict = torch.load(io.BytesIO(weights), map_location=device, weights_only=True)
-        module.load_state_dict(state_dict)
-        self.module_ = module.eval()

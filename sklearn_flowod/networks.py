@@ -77,10 +77,11 @@ def build_inn(
     zero_init : bool, default=True
         Start every coupling as the identity (see :class:`CouplingSubnet`).
     soft_permutation : bool, default=False
-        Mix the features between blocks with a random rotation instead of a
-        random permutation. In few dimensions a permutation is often the
-        identity, so consecutive couplings transform the same half; a
-        rotation mixes every feature into both halves at the same cost.
+        Mix the features between blocks with a random rotation
+        (:func:`random_rotation`) instead of a random permutation. In few
+        dimensions a permutation is often the identity, so consecutive
+        couplings transform the same half; a rotation mixes every feature
+        into both halves at the same cost.
     seed : int, default=0
         Seed for weight initialisation and the blocks' hard permutations; the
         caller's global NumPy and torch generators are left unchanged.
@@ -96,14 +97,36 @@ def build_inn(
     with isolated_rng(seed):
         inn = Ff.SequenceINN(n_features)
         for _ in range(n_blocks):
+            # FrEIA's own soft permutation draws its rotation with scipy, which
+            # takes minutes in a thousand dimensions: a hard one is replaced
             inn.append(
                 Fm.AllInOneBlock,
                 subnet_constructor=subnet,
                 affine_clamping=affine_clamping,
                 global_affine_init=global_affine_init,
-                permute_soft=soft_permutation,
+                permute_soft=False,
             )
+            if soft_permutation:
+                _set_rotation(inn.module_list[-1], random_rotation(n_features))
     return inn
+
+
+def random_rotation(n: int) -> torch.Tensor:
+    """A random orthogonal ``n x n`` matrix, uniform (Haar) on the orthogonal group.
+
+    The Q factor of a standard normal matrix, its columns' signs fixed by the
+    diagonal of R (Mezzadri, 2007), drawn from torch's global generator: one
+    QR decomposition, fast in thousands of dimensions.
+    """
+    q, r = torch.linalg.qr(torch.randn(n, n, dtype=torch.float64))
+    return q * torch.sign(torch.diagonal(r))
+
+
+def _set_rotation(block: nn.Module, rotation: torch.Tensor) -> None:
+    """Make ``rotation`` the block's mixing matrix (and its transpose the inverse)."""
+    with torch.no_grad():
+        block.w_perm.copy_(rotation.reshape(block.w_perm.shape))
+        block.w_perm_inv.copy_(rotation.T.reshape(block.w_perm_inv.shape))
 
 
 def exact_inverse_permutations(module: nn.Module) -> nn.Module:
@@ -185,9 +208,9 @@ def with_min_rows(fn, x: torch.Tensor, min_rows: int = MIN_ROWS) -> torch.Tensor
     Matrix products of very few rows take other CPU kernels than those of
     many rows, which changes the last bits of the result. Repeating a small
     batch up to ``min_rows`` rows (and keeping the first copy's results)
-    makes every row's result the same, bit for bit on one thread, however
-    the rows were batched; with several threads the work is split by row
-    count and results may differ at the level of float64 rounding.
+    keeps a row's result, however the rows were batched, within float64
+    rounding of its result in a large batch (a few units in the last place:
+    some BLAS libraries pick kernels by row count at any size).
 
     ``fn`` returns a tensor of per-row results, or a tuple of such tensors
     (entries may be None).

@@ -41,15 +41,6 @@ def no_compiler() -> bool:
     return not any(shutil.which(cc) for cc in ("g++", "c++", "clang++", "cc", "gcc"))
 
 
-def compile_eagerly(patch: pytest.MonkeyPatch) -> None:
-    """``torch.compile`` returns the function itself; parts of 4 rows or more are split off."""
-    from sklearn_flowod import training_step
-
-    patch.setattr(torch, "compile", lambda fn, **kwargs: fn)
-    patch.setattr(training_step, "MICRO_BATCH_ROWS", 4)
-    patch.setattr(training_step, "MIN_MICRO_BATCH_BYTES", 0)
-
-
 def small_detectors():
     """One quickly trained instance of every detector of the package."""
     return [

@@ -55,19 +55,21 @@ def test_instrumented_fit_measures_the_detector_not_its_inner_fits():
     assert record.samples_per_s > 0
 
 
-def test_instrumented_fit_counts_the_backpropagated_auxiliary_rows():
-    # correlated features: in some batches every shuffled row falls under the clamp
+def test_instrumented_fit_leaves_the_warm_up_out_of_the_main_loop():
     rng = np.random.RandomState(0)
-    z, noise = rng.normal(size=(256, 1)), rng.normal(size=(256, 3))
-    X = np.c_[z, z + 0.3 * noise[:, :1], 0.3 * noise[:, 1:2] - z, noise[:, 2:]]
-    detector = ContrastiveFlowDetector(max_epochs=2, clamp=-4.0, batch_size=32, **SMALL)
-    record = instrumented_fit(detector, X)
-    # the main loop's steps: 2 epochs of 256 rows, each with one shuffled row
-    assert record.clamped_rows == 2 * 256
-    assert 0 < record.clamped_rows_backpropagated < record.clamped_rows
-    assert record.backpropagated_fraction == record.clamped_rows_backpropagated / 512
-    assert math.isnan(instrumented_fit(FlowDetector(max_epochs=1, **SMALL), X)
-                      .backpropagated_fraction)
+    X = rng.normal(size=(256, 3))
+    X_test = np.r_[rng.normal(size=(50, 3)), rng.normal(loc=5.0, size=(10, 3))]
+    y_test = np.r_[np.zeros(50), np.ones(10)]
+    # clamp="auto": a maximum-likelihood warm-up of 2 epochs in _before_training
+    detector = ContrastiveFlowDetector(max_epochs=4, warm_up_fraction=0.5, batch_size=64,
+                                       **SMALL)
+    record = instrumented_fit(detector, X, evaluation=(X_test, y_test))
+    assert record.n_epochs == detector.n_epochs_ == 4
+    assert record.n_samples_seen == 4 * 256
+    assert [epoch for epoch, _, _ in record.curve] == [1, 2, 3, 4]
+    # the training loop backpropagates every auxiliary row: nothing to count
+    assert math.isnan(record.backpropagated_fraction)
+    assert "_before_training" not in vars(detector)  # the detector is left as it was
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -123,3 +125,76 @@ def test_each_detector_is_compared_with_the_reference_loop_of_its_loss():
     assert _reference_of("ContrastiveFlowDetector (batch 4096, compiled)") == "contrastive"
     assert _reference_of("FlowDetector") == _reference_of("DeepSVDDDetector") == "flow"
     assert set(REFERENCES) == {"flow", "contrastive"}
+
+
+def test_the_default_fit_process_gets_the_users_thread_variables(monkeypatch):
+    from benchmarks.speed import THREAD_VARIABLES, _user_environment
+
+    for variable in THREAD_VARIABLES:  # as main sets them for --threads 1
+        monkeypatch.setenv(variable, "1")
+    env = _user_environment({"OMP_NUM_THREADS": None, "MKL_NUM_THREADS": "4"})
+    assert "OMP_NUM_THREADS" not in env and env["MKL_NUM_THREADS"] == "4"
+
+
+def test_default_fits_alternate_with_isolation_forest(monkeypatch):
+    from types import SimpleNamespace
+
+    from benchmarks import default_fit
+
+    order = []
+
+    def fake_fit(estimator, X, limit_s=None):
+        order.append(estimator.name)
+        return estimator.seconds, "", False
+
+    monkeypatch.setattr(default_fit, "_fit", fake_fit)
+    iforest_seconds = iter([1.0, 3.0, 5.0])
+    rows = default_fit.alternating_fits(
+        np.zeros((4, 2)),
+        {"A": lambda: SimpleNamespace(name="A", seconds=10.0),
+         "B": lambda: SimpleNamespace(name="B", seconds=20.0)},
+        lambda: SimpleNamespace(name="IF", seconds=next(iforest_seconds)))
+    assert order == ["IF", "A", "IF", "B", "IF"]
+    # each detector's IsolationForest time: the median of the fits around it
+    assert [(r["detector"], r["iforest_fit_s"], r["ratio"]) for r in rows] == [
+        ("A", 2.0, 5.0), ("B", 4.0, 5.0)]
+
+
+def test_busy_cores_stops_its_workers_also_on_errors(monkeypatch):
+    from benchmarks import default_fit
+
+    monkeypatch.setattr(default_fit, "BUSY_RAMP_S", 0.0)
+    with pytest.raises(RuntimeError), default_fit.busy_cores(1) as workers:
+        assert len(workers) == 1 and workers[0].poll() is None
+        raise RuntimeError
+    assert workers[0].poll() is not None
+
+
+def test_a_default_fit_past_its_limit_is_stopped_and_flagged():
+    from types import SimpleNamespace
+
+    from benchmarks.default_fit import _fit
+
+    def slow_fit(X):
+        time.sleep(60)
+
+    start = time.perf_counter()
+    seconds, error, timed_out = _fit(SimpleNamespace(fit=slow_fit), None, limit_s=0.2)
+    assert timed_out and error == "" and math.isnan(seconds)
+    assert time.perf_counter() - start < 30
+    seconds, error, timed_out = _fit(SimpleNamespace(fit=lambda X: None), None, limit_s=5.0)
+    assert not timed_out and error == "" and seconds < 5.0
+    time.sleep(0.1)  # no alarm is left behind
+
+
+def test_a_slowdown_statistic_is_marked_where_a_stopped_fit_can_change_it():
+    import pandas as pd
+
+    from benchmarks.speed import _bounded
+
+    values = pd.Series([1.0, 2.0, 3.0, 10.0])
+    stopped = pd.Series([False, False, False, True])
+    assert _bounded(values, stopped, "median") == "2.50"
+    assert _bounded(values, stopped, "max") == "≥ 10.00"
+    stopped = pd.Series([False, False, True, False])
+    assert _bounded(values, stopped, "median") == "≥ 2.50"

@@ -7,12 +7,15 @@ import warnings
 import joblib
 import numpy as np
 import pytest
+import sklearn
 import torch
 from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+
+from sklearn_flowod._engine.batches import scoring_rows
 
 from .conftest import same_params, small_detectors
 
@@ -132,16 +135,19 @@ def test_contamination_sets_training_outlier_fraction(detector, blobs):
     assert flagged == pytest.approx(0.1, abs=0.01)
 
 
-def test_scores_do_not_depend_on_scoring_batches(detector, blobs, monkeypatch):
-    import sklearn_flowod.base as base
-
+def test_scores_do_not_depend_on_scoring_batches(detector, blobs):
     X, X_out = blobs
     det = clone(detector).fit(X)
     X_test = np.vstack([X, X_out])
     whole = det.score_samples(X_test)
-    monkeypatch.setattr(base, "SCORING_BATCH_SIZE", 7)
-    monkeypatch.setattr(base, "CPU_SCORING_BATCH_SIZE", 7)
-    np.testing.assert_array_equal(det.score_samples(X_test), whole)
+    # a small working memory: batches of a few rows, the last one partial
+    with sklearn.config_context(working_memory=0.004):
+        rows = scoring_rows(det.module_, X_test.shape[1], len(X_test), det.device_)
+        batched = det.score_samples(X_test)
+    assert 1 < rows < 20 and len(X_test) % rows
+    # equal up to float64 rounding: matrix products of different row counts may
+    # take other kernels
+    np.testing.assert_allclose(batched, whole, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -194,16 +200,34 @@ def test_validation_split_and_early_stopping(detector, blobs):
     assert len(det.validation_loss_curve_) == len(det.loss_curve_) == det.n_epochs_
 
 
+def _best_check(curve, tol):
+    """The check early stopping keeps: the last to improve on the best by ``tol``."""
+    best = 0
+    for index, value in enumerate(curve):
+        if value < curve[best] - tol:
+            best = index
+    return best
+
+
 def test_fitted_attributes(detector, blobs):
     det = clone(detector).fit(blobs[0])
     assert det.n_features_in_ == 4
+    # a few epochs of one step each: the budget is spent before early stopping
     assert det.n_epochs_ == det.max_epochs == len(det.loss_curve_)
-    assert det.best_epoch_ == det.n_epochs_
     assert det.device_ == torch.device("cpu")
     if det.validation_fraction is None:
         assert not hasattr(det, "validation_loss_curve_")
+        assert det.best_epoch_ == det.n_epochs_
     else:
         assert len(det.validation_loss_curve_) == det.n_epochs_
+        # the weights of the best check are kept
+        assert det.n_iter_no_change is not None
+        assert det.best_epoch_ == _best_check(det.validation_loss_curve_, det.tol) + 1
+
+
+def test_without_early_stopping_the_last_epoch_is_kept(detector, blobs):
+    det = clone(detector).set_params(n_iter_no_change=None, max_epochs=4).fit(blobs[0])
+    assert det.n_epochs_ == det.best_epoch_ == len(det.loss_curve_) == 4
 
 
 def test_verbose_reports_progress(detector, blobs, capsys, caplog):

@@ -108,12 +108,12 @@ def test_clamped_auxiliary_samples_stop_pushing():
     batch = torch.as_tensor((X - det.mean_) / det.scale_, dtype=torch.float32)
     module = det.module_.float()
     generator = torch.Generator().manual_seed(0)
-    det._aux_data = None
-    det._clamp_tensor = torch.tensor(det.clamp_ / 3)  # the training loss's view of clamp_
+    det._aux_data = None  # what the training loss sees: the generator's samples ...
+    det._clamp = det.clamp_  # ... and the clamp of the log-density
     with torch.no_grad():
         pushing = det._loss(module, batch, generator)
         # every auxiliary sample lies below: the term is a constant
-        det._clamp_tensor = torch.tensor(1e6 / 3)
+        det._clamp = 1e6
         clamped = det._loss(module, batch, generator)
         nll = det._nll(module, batch)
     assert float(clamped) == pytest.approx(float(nll) + 1e6 / 3, rel=1e-6)
@@ -206,3 +206,29 @@ def test_grid_search_with_the_generator_and_no_routing(labelled_blobs):
     ).fit(X, y)
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
     assert search.best_score_ > 0.8
+
+
+class _RecordingContrastiveFlow(ContrastiveFlowDetector):
+    """Records the history of every training loop of a fit."""
+
+    def fit(self, X, y=None, **fit_params):
+        self.histories_ = []
+        return super().fit(X, y, **fit_params)
+
+    def _train(self, module, loss, X_train, X_val, generator, **options):
+        history = super()._train(module, loss, X_train, X_val, generator, **options)
+        self.histories_.append(history)
+        return history
+
+
+def test_auto_clamp_warms_up_for_a_fraction_of_the_epochs():
+    X = np.random.RandomState(0).normal(size=(200, 3))
+    det = _RecordingContrastiveFlow(**{**SMALL, "max_epochs": 8}, warm_up_fraction=0.25,
+                                    validation_fraction=None).fit(X)
+    warm_up, main = det.histories_
+    # the maximum-likelihood warm-up, then max_epochs of contrastive training
+    assert warm_up.n_epochs == 2 and main.n_epochs == det.n_epochs_ == 8
+    assert det.loss_curve_ == main.loss_curve
+    given = _RecordingContrastiveFlow(**{**SMALL, "max_epochs": 8}, clamp=-4.0,
+                                      validation_fraction=None).fit(X)
+    assert len(given.histories_) == 1  # a given clamp needs no warm-up

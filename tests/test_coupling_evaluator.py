@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sklearn_flowod import FlowDetector
-from sklearn_flowod.coupling_evaluator import (
+from sklearn_flowod._engine.folded import (
     CouplingEvaluator,
     folded_view,
     is_foldable,

@@ -240,7 +240,8 @@ def test_gpu_fitted_detector_scores_on_cpu_workers(client, detector, blobs):
     fitted.device_ = torch.device("cuda")  # as if it had been fitted on a GPU
     # Unpickled on the workers (they warn there), the model falls back to their CPU.
     scores = score_partitions(fitted, da.from_array(X_out, chunks=(10, -1)))
-    np.testing.assert_array_equal(client.compute(scores).result(STEP_TIMEOUT), expected)
+    np.testing.assert_allclose(client.compute(scores).result(STEP_TIMEOUT), expected,
+                               rtol=1e-12, atol=1e-12)
 
 
 # --------------------------------------------------------------------------- #

@@ -4,8 +4,11 @@ import pickle
 
 import numpy as np
 import pytest
+import sklearn
 import torch
 from sklearn.base import clone
+
+from sklearn_flowod._engine.batches import CPU_MAX_ROWS, scoring_rows
 
 from .conftest import small_detectors
 
@@ -56,3 +59,32 @@ def test_missing_cuda_index_is_a_clear_error(detector):
     bad = f"cuda:{torch.cuda.device_count()}"
     with pytest.raises(ValueError, match="CUDA device"):
         clone(detector).set_params(device=bad).fit(X)
+
+
+def test_scoring_batches_on_the_gpu_follow_the_working_memory(detector):
+    det = clone(detector).set_params(device="cuda").fit(X)
+    whole = det.score_samples(X)
+    with sklearn.config_context(working_memory=0.004):
+        rows = scoring_rows(det.module_, X.shape[1], len(X), det.device_)
+        batched = det.score_samples(X)
+    assert 1 < rows < len(X)
+    np.testing.assert_allclose(batched, whole, rtol=1e-10, atol=1e-10)
+    # no CPU cache cap on the GPU: a large working memory gives every row at once
+    with sklearn.config_context(working_memory=4096):
+        assert scoring_rows(det.module_, X.shape[1], 10 * CPU_MAX_ROWS, det.device_) == (
+            10 * CPU_MAX_ROWS)
+
+
+def test_a_gpu_fit_restores_the_callers_cpu_threads(detector):
+    before = torch.get_num_threads()
+    det = clone(detector).set_params(device="cuda", n_jobs=1).fit(X)
+    assert torch.get_num_threads() == before
+    det.score_samples(X)
+    assert torch.get_num_threads() == before
+
+
+def test_gpu_early_stopping_keeps_the_best_check(detector):
+    det = clone(detector).set_params(device="cuda", validation_fraction=0.2,
+                                     n_iter_no_change=1, tol=1e9, max_epochs=50).fit(X)
+    assert det.n_epochs_ == 2 and det.best_epoch_ == 1
+    assert all(np.isfinite(det.validation_loss_curve_))

@@ -4,6 +4,8 @@ import warnings
 
 import numpy as np
 import pytest
+import sklearn
+import torch
 from sklearn.base import clone
 from sklearn.ensemble import IsolationForest
 from sklearn.frozen import FrozenEstimator
@@ -20,10 +22,11 @@ from sklearn_flowod import (
     LikelihoodRatioDetector,
     UniformBox,
 )
+from sklearn_flowod._engine.batches import scoring_rows
 
 #: Flows small enough for a few seconds of training, large enough for the toys.
-TOY = {"n_blocks": 4, "hidden_size": 32, "max_epochs": 30, "validation_fraction": None,
-       "device": "cpu", "random_state": 0}
+TOY = {"n_blocks": 4, "hidden_size": 32, "max_epochs": 30, "learning_rate": 1e-3,
+       "validation_fraction": None, "device": "cpu", "random_state": 0}
 SMALL = {"n_blocks": 2, "hidden_size": 16, "max_epochs": 5, "device": "cpu", "random_state": 0}
 
 
@@ -209,19 +212,34 @@ def test_pipeline_with_the_generator(labelled_blobs):
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
 
 
-def test_scoring_looks_up_the_general_flow_once_per_call(monkeypatch):
-    import sklearn_flowod.base as base
-    import sklearn_flowod.detectors.likelihood_ratio as likelihood_ratio
+def test_scoring_folds_each_flow_once_not_once_per_batch(monkeypatch):
+    import sklearn_flowod._engine.folded as folded
 
     X = np.random.RandomState(0).normal(size=(200, 3))
     det = LikelihoodRatioDetector(max_epochs=2, random_state=0).fit(X)
     expected = det.score_samples(X)
-    calls = []
-    original = likelihood_ratio.scoring_view
-    monkeypatch.setattr(
-        likelihood_ratio, "scoring_view", lambda module: calls.append(module) or original(module)
-    )
-    monkeypatch.setattr(base, "CPU_SCORING_BATCH_SIZE", 16)
-    monkeypatch.setattr(base, "SCORING_BATCH_SIZE", 16)
-    np.testing.assert_array_equal(det.score_samples(X), expected)
-    assert len(calls) == 1  # 13 batches
+    folds = []
+    original = folded.CouplingEvaluator
+
+    def counting(module):
+        folds.append(module)
+        return original(module)
+
+    monkeypatch.setattr(folded, "CouplingEvaluator", counting)
+    # a small working memory: many scoring batches
+    with sklearn.config_context(working_memory=0.02):
+        rows = scoring_rows(det.module_, 3, len(X), det.device_)
+        scores = det.score_samples(X)
+        again = det.score_samples(X)
+    assert len(X) // rows >= 4
+    np.testing.assert_allclose(scores, expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(again, scores)
+    # both flows were folded by the first scoring call; their folded copies are reused
+    assert folds == []
+    # a changed weight of the general flow is seen: it is folded again, once
+    with torch.no_grad():
+        det.aux_model_.module_.module_list[0].global_offset.add_(0.1)
+    with sklearn.config_context(working_memory=0.02):
+        changed = det.score_samples(X)
+    assert len(folds) == 1 and folds[0] is det.aux_model_.module_
+    assert not np.allclose(changed, scores)

@@ -1,11 +1,12 @@
 """Properties of the invertible network builder."""
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sklearn_flowod.networks import build_inn, exact_inverse_permutations
+from sklearn_flowod.networks import build_inn, exact_inverse_permutations, random_rotation
 
 
 @settings(max_examples=25, deadline=None)
@@ -82,3 +83,64 @@ def test_soft_permutation_is_a_rotation_and_reproducible():
         torch.testing.assert_close(w @ w.T, torch.eye(6), atol=1e-5, rtol=0)
         assert torch.equal(w, block_b.w_perm.squeeze())
         assert (w.abs() < 1 - 1e-6).any()  # not a permutation matrix
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 64), seed=st.integers(0, 2**16))
+def test_random_rotation_is_orthogonal(n, seed):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        q = random_rotation(n)
+    assert q.shape == (n, n) and q.dtype == torch.float64
+    torch.testing.assert_close(q @ q.T, torch.eye(n, dtype=torch.float64),
+                               atol=1e-12, rtol=0)
+    torch.testing.assert_close(q.T @ q, torch.eye(n, dtype=torch.float64),
+                               atol=1e-12, rtol=0)
+
+
+def test_random_rotation_is_uniform_on_the_orthogonal_group():
+    # Haar measure: each column is uniform on the sphere, so an entry has mean 0
+    # and variance 1/n; the trace has mean 0 and second moment 1; the
+    # determinant is +1 or -1 with probability 1/2 (a QR factor whose signs
+    # were not fixed would fail these)
+    n, draws = 3, 4000
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        q = torch.stack([random_rotation(n) for _ in range(draws)])
+    entries = q.reshape(draws, -1)
+    standard_error = (1.0 / n / draws) ** 0.5
+    assert entries.mean(dim=0).abs().max() < 5 * standard_error
+    np.testing.assert_allclose(entries.square().mean(dim=0).numpy(), 1.0 / n, rtol=0.1)
+    trace = q.diagonal(dim1=1, dim2=2).sum(dim=1)
+    assert abs(float(trace.mean())) < 5 / draws**0.5
+    assert float(trace.square().mean()) == pytest.approx(1.0, rel=0.1)
+    positive = float((torch.linalg.det(q) > 0).double().mean())
+    assert positive == pytest.approx(0.5, abs=5 * 0.5 / draws**0.5)
+
+
+def test_soft_permutation_build_leaves_the_global_generators_alone():
+    np.random.seed(5)
+    torch.manual_seed(5)
+    numpy_state = np.random.get_state()[1].copy()
+    torch_state = torch.get_rng_state().clone()
+    a = build_inn(7, n_blocks=3, hidden_size=8, affine_clamping=2.0, soft_permutation=True,
+                  seed=11)
+    b = build_inn(7, n_blocks=3, hidden_size=8, affine_clamping=2.0, soft_permutation=True,
+                  seed=11)
+    np.testing.assert_array_equal(np.random.get_state()[1], numpy_state)
+    assert torch.equal(torch.get_rng_state(), torch_state)
+    rotations = [block.w_perm.squeeze() for block in a]
+    assert all(torch.equal(r, block.w_perm.squeeze()) for r, block in zip(rotations, b,
+                                                                           strict=True))
+    # every block draws its own rotation, and the inverse is its transpose
+    assert not torch.equal(rotations[0], rotations[1])
+    for block in a:
+        torch.testing.assert_close(block.w_perm_inv.squeeze(), block.w_perm.squeeze().T)
+
+
+def test_soft_permutation_mixes_every_feature_into_both_halves():
+    inn = build_inn(2, n_blocks=4, hidden_size=4, affine_clamping=2.0, soft_permutation=True,
+                    seed=0)
+    for block in inn:
+        w = block.w_perm.squeeze()
+        assert (w.abs() > 1e-6).all()  # with probability one a rotation has no zero

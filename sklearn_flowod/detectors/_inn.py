@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from numbers import Integral, Real
 
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from .._engine.folded import scoring_view
 from ..base import BaseDeepDetector
-from ..networks import build_inn
+from ..callbacks import Callback, CosineSchedule
+from ..networks import build_inn, exact_inverse_permutations
+from ..training import TrainingConfig
 
 
 class BaseINNDetector(BaseDeepDetector):
@@ -18,12 +22,12 @@ class BaseINNDetector(BaseDeepDetector):
     class turns ``n_blocks``, ``hidden_size``, ``affine_clamping``,
     ``global_affine_init`` and ``soft_permutation`` into the network, and
     ``lr_schedule``, ``max_grad_norm``, ``noise_std`` (in standardised
-    units) and ``compile`` into training options.
+    units) and ``compile`` into training settings; it scores through the
+    folded evaluator of the coupling blocks.
     """
 
     _parameter_constraints: dict = {
         **BaseDeepDetector._parameter_constraints,
-        "max_epochs": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "n_blocks": [Interval(Integral, 1, None, closed="left")],
         "hidden_size": [Interval(Integral, 1, None, closed="left")],
         "affine_clamping": [Interval(Real, 0, None, closed="neither")],
@@ -48,11 +52,22 @@ class BaseINNDetector(BaseDeepDetector):
     def _build_module(self, config: dict, seed: int) -> torch.nn.Module:
         return build_inn(**config, seed=seed)
 
-    def _training_options(self) -> dict:
-        return {
-            "lr_schedule": self.lr_schedule,
-            "max_grad_norm": self.max_grad_norm,
+    def _training_config(self) -> TrainingConfig:
+        return dataclasses.replace(
+            super()._training_config(),
+            max_grad_norm=self.max_grad_norm,
             # the network sees standardised data divided by _input_divisor
-            "noise_std": self.noise_std / self._input_divisor,
-            "compile": self.compile,
-        }
+            noise_std=self.noise_std / self._input_divisor,
+            compile=self.compile,
+        )
+
+    def _callbacks(self) -> list[Callback]:
+        schedule = [CosineSchedule()] if self.lr_schedule == "cosine" else []
+        return [*schedule, *super()._callbacks()]
+
+    def _finish_module(self, module: torch.nn.Module) -> torch.nn.Module:
+        return exact_inverse_permutations(super()._finish_module(module))
+
+    def _scoring_module(self):
+        # the folded evaluator of the coupling blocks (where it applies)
+        return scoring_view(self.module_)

@@ -11,9 +11,7 @@ from sklearn.base import _fit_context, clone
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from ..auxiliary import FeaturePermutation
-from ..clamped_terms import ClampedRowMean
-from ..training import train_module
-from ..training_step import SummedLoss, row_mean_loss
+from ..callbacks import CosineSchedule
 from ._aux_input import check_aux_data
 from .flow import BaseFlowDetector, flow_log_density
 
@@ -49,7 +47,7 @@ class ContrastiveFlowDetector(BaseFlowDetector):
         Threshold ``eps`` on the auxiliary samples' log-density (of the
         standardised data the network sees, per sample). ``"auto"``
         follows section 5.2.1: the flow is first trained by maximum
-        likelihood for ``warm_up_fraction`` of the epochs, then ``eps`` is
+        likelihood (the warm-up, see ``warm_up_fraction``), then ``eps`` is
         set to the 10% quantile of the training rows' log-density minus
         ``ln 10``: auxiliary samples are pushed until they are ten times
         less likely than the least likely tenth of the inliers (the offset
@@ -57,9 +55,11 @@ class ContrastiveFlowDetector(BaseFlowDetector):
         not compete with the inliers' own likelihood). The paper's own
         experiments use ``eps = 0``.
     warm_up_fraction : float in (0, 1), default=0.25
-        With ``clamp="auto"``: length of the maximum-likelihood warm-up as a
-        fraction of ``max_epochs``; the contrastive training then runs
-        ``max_epochs`` further epochs from the warmed-up weights.
+        With ``clamp="auto"`` and an int ``max_epochs``: length of the
+        maximum-likelihood warm-up as a fraction of ``max_epochs``; the
+        contrastive training then runs ``max_epochs`` further epochs from the
+        warmed-up weights. With ``max_epochs="auto"`` the warm-up stops when
+        the held-out likelihood stops improving.
     auxiliary : generator or None, default=None
         Object with ``fit(X)`` and ``sample(batch, generator)`` (see
         :mod:`sklearn_flowod.auxiliary`), fitted on the standardised
@@ -85,33 +85,41 @@ class ContrastiveFlowDetector(BaseFlowDetector):
         (generated samples are made from the noisy batch).
     max_grad_norm : float or None, default=1.0
         Clip the gradient norm of every step.
-    lr_schedule : {"constant", "cosine"}, default="cosine"
-        Learning-rate schedule of the contrastive training.
+    lr_schedule : {"constant", "cosine"}, default="constant"
+        Learning-rate schedule; ``"cosine"`` anneals the step to zero at the
+        step budget (``max_epochs`` epochs, or the cap of ``"auto"``).
     compile : bool, default=False
-        Train through ``torch.compile``, which fuses the coupling blocks'
-        element-wise work: with large batches (e.g. ``batch_size=4096``) on
-        large tables, training runs several times faster. Compiling takes
-        tens of seconds once per process and data shape (and needs a C++
-        compiler on a CPU; without one a warning is issued and training
-        runs uncompiled). Every step then sees a full batch. Scoring is
-        never compiled.
+        Evaluate the training loss through ``torch.compile(module)``
+        (compiling takes seconds to minutes once per process and data shape
+        and needs a C++ compiler on a CPU). Scoring is never compiled.
     max_epochs : int or "auto", default="auto"
-        Epochs of contrastive training; ``"auto"`` chooses enough epochs for
-        about 1,200 optimiser steps.
+        Passes over the training data. ``"auto"``: the budget comes from the
+        data; training stops when the held-out loss has not improved for
+        ``n_iter_no_change`` checks, within the caps
+        ``sklearn_flowod.base.AUTO_MAX_EPOCHS`` and ``AUTO_MAX_STEPS``. An
+        int trains that many epochs unless early stopping ends it sooner
+        (``n_iter_no_change=None`` trains them all).
     batch_size : int, default=256
         Inlier rows (and as many auxiliary samples) per training step.
-    learning_rate : float, default=1e-3
+    learning_rate : float, default=3e-3
         Adam's step size.
     weight_decay : float, default=0.0
         Adam's L2 penalty.
     validation_fraction : float or None, default=0.15
-        Fraction of the training data held out for the validation loss
-        curve and, with ``n_iter_no_change``, early stopping.
-    n_iter_no_change : int or None, default=None
-        Epochs without improvement of the validation loss before stopping;
-        ``None`` trains every epoch.
-    tol : float, default=1e-4
-        Minimum improvement of the validation loss.
+        Fraction of the training rows held out (at most
+        ``sklearn_flowod.base.MAX_VALIDATION_ROWS``) for the held-out
+        criterion: its curve and, with ``n_iter_no_change``, early stopping.
+        ``None`` trains on all rows.
+    n_iter_no_change : int or None, default=10
+        Validation checks (after every epoch, and every
+        ``sklearn_flowod.training.VALIDATION_INTERVAL`` steps within longer
+        epochs) without an improvement of the held-out loss by
+        ``tol`` before training stops; the best check's weights are kept.
+        ``None`` never stops early and keeps the last weights.
+    tol : float, default=1e-2
+        Minimum decrease of the held-out loss (eq. 3 per dimension, on the
+        held-out rows and their auxiliary samples) that counts as an
+        improvement.
     standardize : bool, default=True
         Standardise every feature with the training mean and standard
         deviation before the network; ``X_aux`` is standardised with the
@@ -123,6 +131,14 @@ class ContrastiveFlowDetector(BaseFlowDetector):
         flagged.
     device : {"auto", "cpu", "cuda", "cuda:N"} or torch.device, default="auto"
         Where to train and score.
+    n_jobs : int or None, default=None
+        Torch intra-op threads of ``fit`` and of scoring. ``None`` chooses
+        them from the size of the work: one thread for small networks and
+        batches, more only for large ones, never more than the caller's
+        ``torch.get_num_threads()`` (which joblib's workers, e.g. under
+        ``GridSearchCV(n_jobs=...)``, and Dask's workers limit). An int
+        follows joblib's convention (``-1``: every processor). The caller's
+        setting is restored afterwards.
     random_state : int, RandomState instance or None, default=None
         Controls weight initialisation, the block rotations, shuffling, the
         noise and the auxiliary samples. Global generators are untouched.
@@ -145,7 +161,8 @@ class ContrastiveFlowDetector(BaseFlowDetector):
         Mean training loss (eq. 3 with the clamp, per dimension) per epoch
         of the contrastive training.
     validation_loss_curve_ : list of float
-        Validation loss per epoch, only when ``validation_fraction`` is set.
+        The held-out criterion at every check (after every epoch, and within
+        long epochs), only when ``validation_fraction`` is set.
     n_epochs_ : int
         Number of contrastive epochs trained.
     best_epoch_ : int
@@ -181,12 +198,9 @@ class ContrastiveFlowDetector(BaseFlowDetector):
     ``(p - q_new)+`` is proportional to ``(p - q)+``, so the normalised
     target is unchanged.
 
-    **Training cost.** An auxiliary sample whose log-density is below
-    ``eps`` has no gradient (the clamped term is constant there). On a CPU
-    the training steps leave such samples out of the backward pass (see
-    :mod:`sklearn_flowod.clamped_terms`): once the flow has pushed most of
-    them under the clamp, a step costs little more than one of
-    :class:`~sklearn_flowod.FlowDetector`.
+    **Training length.** With ``max_epochs="auto"`` both the warm-up and the
+    contrastive training stop when their held-out loss (the likelihood, then
+    eq. 3 on the held-out rows and their auxiliary samples) stops improving.
 
     Scores are log-densities over the input features, as in
     :class:`~sklearn_flowod.FlowDetector` (including its handling of 1-D
@@ -216,35 +230,13 @@ class ContrastiveFlowDetector(BaseFlowDetector):
         "aux_weight": [Interval(Real, 0, None, closed="left")],
     }
 
-    def __init__(
-        self,
-        *,
-        clamp="auto",
-        warm_up_fraction=0.25,
-        auxiliary=None,
-        aux_weight=1.0,
-        n_blocks=8,
-        hidden_size=64,
-        affine_clamping=2.0,
-        global_affine_init=1.0,
-        soft_permutation=True,
-        noise_std=0.05,
-        max_grad_norm=1.0,
-        lr_schedule="cosine",
-        compile=False,
-        max_epochs="auto",
-        batch_size=256,
-        learning_rate=1e-3,
-        weight_decay=0.0,
-        validation_fraction=0.15,
-        n_iter_no_change=None,
-        tol=1e-4,
-        standardize=True,
-        contamination="auto",
-        device="auto",
-        random_state=None,
-        verbose=0,
-    ):
+    def __init__(self, *, clamp="auto", warm_up_fraction=0.25, auxiliary=None, aux_weight=1.0,
+                 n_blocks=8, hidden_size=64, affine_clamping=2.0, global_affine_init=1.0,
+                 soft_permutation=True, noise_std=0.05, max_grad_norm=1.0, lr_schedule="constant",
+                 compile=False, max_epochs="auto", batch_size=256, learning_rate=3e-3,
+                 weight_decay=0.0, validation_fraction=0.15, n_iter_no_change=10, tol=1e-2,
+                 standardize=True, contamination="auto", device="auto", n_jobs=None,
+                 random_state=None, verbose=0):
         self.clamp = clamp
         self.warm_up_fraction = warm_up_fraction
         self.auxiliary = auxiliary
@@ -268,6 +260,7 @@ class ContrastiveFlowDetector(BaseFlowDetector):
         self.standardize = standardize
         self.contamination = contamination
         self.device = device
+        self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
 
@@ -317,70 +310,48 @@ class ContrastiveFlowDetector(BaseFlowDetector):
             return aux
         return self.auxiliary_.sample(batch, generator)
 
-    def _training_loss(self) -> SummedLoss:
-        """Eq. (3) as two terms, backpropagated one after the other.
-
-        The inlier term is the flow's negative log-likelihood; the contrastive
-        term is ``aux_weight * E_y[max(log p_theta(y), eps)]`` per dimension,
-        a :class:`~sklearn_flowod.clamped_terms.ClampedRowMean`: a training
-        step on a CPU leaves the auxiliary samples under the clamp, which have
-        no gradient, out of the backward pass. The contrastive samples are
-        drawn before either term, so a compiled term holds no random draw.
-        Both terms are means over rows (one contrastive sample per row of
-        the batch).
-        """
-        return SummedLoss(self._loss_inputs,
-                          (self._nll, ClampedRowMean(_log_density_per_dimension,
-                                                     self.aux_weight)),
-                          row_means=True)
-
-    def _loss_inputs(self, batch, generator):
-        # the clamp as a tensor: a compiled term takes it as an input instead of
-        # being compiled anew for every value
-        return (batch,), (self._auxiliary_batch(batch, generator), self._clamp_tensor)
-
     def _loss(self, module, batch, generator):
-        """Eq. (3) with the clamp of section 5.2.1, per dimension."""
-        return self._training_loss()(module, batch, generator)
+        """Eq. (3) with the clamp of section 5.2.1, per dimension.
 
-    def _before_training(self, module, X_train, generator) -> None:
+        ``mean(-log p(x)) / D + aux_weight * mean(max(log p(y), eps)) / D``;
+        an auxiliary sample below the clamp has no gradient.
+        """
+        if self._clamp is None:  # the maximum-likelihood warm-up
+            return self._nll(module, batch)
+        aux = self._auxiliary_batch(batch, generator)
+        log_p_aux = flow_log_density(module, aux) / aux.shape[1]
+        clamped = log_p_aux.clamp(min=self._clamp / aux.shape[1])
+        return self._nll(module, batch) + self.aux_weight * clamped.mean()
+
+    def _before_training(self, module, X_train, X_val, generator) -> None:
         """Fit the generator; with ``clamp="auto"``, warm up and set ``eps``."""
         if self._aux_data is None:
             auxiliary = FeaturePermutation() if self.auxiliary is None else self.auxiliary
             self.auxiliary_ = clone(auxiliary).fit(X_train.cpu().numpy())
+        self._clamp = None
         if self.clamp != "auto":
             self.clamp_ = float(self.clamp)
         else:
-            self.clamp_ = self._auto_clamp(module, X_train, generator)
-        # the term compares log-densities per dimension
-        self._clamp_tensor = torch.tensor(self.clamp_ / X_train.shape[1], device=X_train.device)
+            self.clamp_ = self._auto_clamp(module, X_train, X_val, generator)
+        self._clamp = self.clamp_
 
-    def _auto_clamp(self, module, X_train, generator) -> float:
-        """Warm up on the likelihood; ``eps`` from the training log-densities."""
-        options = self._training_options()
-        options["lr_schedule"] = "constant"
-        train_module(
-            module,
-            row_mean_loss(self._nll),
-            X_train,
-            max_epochs=max(1, math.ceil(self.warm_up_fraction
-                                        * self._resolve_max_epochs(X_train.shape[0]))),
-            batch_size=self.batch_size,
-            learning_rate=self.learning_rate,
-            weight_decay=self.weight_decay,
-            n_iter_no_change=None,
-            generator=generator,
-            **options,
-        )
+    def _auto_clamp(self, module, X_train, X_val, generator) -> float:
+        """Warm up on the likelihood; ``eps`` from the training log-densities.
+
+        The warm-up is a maximum-likelihood fit: with ``max_epochs="auto"``
+        until the held-out likelihood stops improving, else for
+        ``warm_up_fraction`` of ``max_epochs``.
+        """
+        config = self._training_config()
+        if self.max_epochs != "auto":
+            config.max_epochs = max(1, math.ceil(self.warm_up_fraction * self.max_epochs))
+        callbacks = [c for c in self._callbacks() if not isinstance(c, CosineSchedule)]
+        self._train(module, self._loss, X_train, X_val, generator, config=config,
+                    callbacks=callbacks)
         with torch.inference_mode():
             log_p = flow_log_density(module, X_train)
         return float(np.quantile(log_p.cpu().numpy(), 0.1)) - AUTO_CLAMP_OFFSET
 
     def _after_training(self, module, X_train, X_val) -> None:
         del self._aux_data  # the standardised X_aux is not part of the model
-        del self._clamp_tensor
-
-
-def _log_density_per_dimension(module, x: torch.Tensor) -> torch.Tensor:
-    """``log p_theta(x) / n_features`` per row."""
-    return flow_log_density(module, x) / x.shape[1]
+        del self._clamp

@@ -10,9 +10,10 @@ import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
-from ..base import BaseDeepDetector, scoring_batch_size
+from .._engine.batches import scoring_rows
+from ..base import BaseDeepDetector
+from ..callbacks import Callback, ProgressBar
 from ..networks import build_bias_free_mlp, with_min_rows
-from ..training import train_module
 
 
 class SVDDNetwork(nn.Module):
@@ -44,9 +45,20 @@ class SVDDNetwork(nn.Module):
         return (z - self.center).square().sum(dim=1)
 
 
-def _chunks(X: torch.Tensor):
-    size = scoring_batch_size(X.device)
+def _chunks(module: nn.Module, X: torch.Tensor):
+    size = scoring_rows(module, X.shape[1], X.shape[0], X.device)
     return (X[start : start + size] for start in range(0, X.shape[0], size))
+
+
+class _RadiusUpdate(Callback):
+    """Soft-boundary: set R from the training rows after every epoch from ``first``."""
+
+    def __init__(self, detector: DeepSVDDDetector, first: int):
+        self.detector, self.first = detector, first
+
+    def on_check(self, state) -> None:
+        if state.history.n_epochs >= self.first and state.history.n_epochs == state.epoch:
+            self.detector._set_radius(state.module, self.detector._radius_data)
 
 
 class DeepSVDDDetector(BaseDeepDetector):
@@ -120,8 +132,10 @@ class DeepSVDDDetector(BaseDeepDetector):
     weight_decay : float, default=1e-6
         The ``lambda`` of the objective: Adam's L2 penalty.
     validation_fraction : float or None, default=None
-        Fraction of the training data held out to choose the best epoch and
-        stop early. ``None`` trains on all rows for ``max_epochs``.
+        Fraction of the training rows held out (at most
+        ``sklearn_flowod.base.MAX_VALIDATION_ROWS``) for the held-out
+        criterion: its curve and, with ``n_iter_no_change``, early stopping.
+        ``None`` trains on all rows.
     n_iter_no_change : int or None, default=10
         Epochs without improvement of the validation loss before stopping.
     tol : float, default=1e-4
@@ -141,6 +155,14 @@ class DeepSVDDDetector(BaseDeepDetector):
         fraction of the training data is flagged.
     device : {"auto", "cpu", "cuda", "cuda:N"} or torch.device, default="auto"
         Where to train and score; ``"auto"`` uses CUDA when available.
+    n_jobs : int or None, default=None
+        Torch intra-op threads of ``fit`` and of scoring. ``None`` chooses
+        them from the size of the work: one thread for small networks and
+        batches, more only for large ones, never more than the caller's
+        ``torch.get_num_threads()`` (which joblib's workers, e.g. under
+        ``GridSearchCV(n_jobs=...)``, and Dask's workers limit). An int
+        follows joblib's convention (``-1``: every processor). The caller's
+        setting is restored afterwards.
     random_state : int, RandomState instance or None, default=None
         Controls weight initialisation, pretraining and shuffling. The
         caller's global generators are untouched.
@@ -166,7 +188,8 @@ class DeepSVDDDetector(BaseDeepDetector):
     loss_curve_ : list of float
         Mean training loss (the objective without weight decay) per epoch.
     validation_loss_curve_ : list of float
-        Validation loss per epoch, only when ``validation_fraction`` is set.
+        The held-out criterion at every check (after every epoch, and within
+        long epochs), only when ``validation_fraction`` is set.
     n_epochs_ : int
         Number of epochs trained.
     best_epoch_ : int
@@ -217,29 +240,11 @@ class DeepSVDDDetector(BaseDeepDetector):
         "pretrain_epochs": [Interval(Integral, 0, None, closed="left")],
     }
 
-    def __init__(
-        self,
-        *,
-        objective="one-class",
-        nu=0.1,
-        hidden_sizes=(256,),
-        representation_size=128,
-        center_eps=0.1,
-        warm_up_epochs=10,
-        pretrain_epochs=0,
-        max_epochs=100,
-        batch_size=128,
-        learning_rate=1e-4,
-        weight_decay=1e-6,
-        validation_fraction=None,
-        n_iter_no_change=10,
-        tol=1e-4,
-        standardize=True,
-        contamination="auto",
-        device="auto",
-        random_state=None,
-        verbose=0,
-    ):
+    def __init__(self, *, objective="one-class", nu=0.1, hidden_sizes=(256,),
+                 representation_size=128, center_eps=0.1, warm_up_epochs=10, pretrain_epochs=0,
+                 max_epochs=100, batch_size=128, learning_rate=1e-4, weight_decay=1e-6,
+                 validation_fraction=None, n_iter_no_change=10, tol=1e-4, standardize=True,
+                 contamination="auto", device="auto", n_jobs=None, random_state=None, verbose=0):
         self.objective = objective
         self.nu = nu
         self.hidden_sizes = hidden_sizes
@@ -257,6 +262,7 @@ class DeepSVDDDetector(BaseDeepDetector):
         self.standardize = standardize
         self.contamination = contamination
         self.device = device
+        self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
 
@@ -264,20 +270,13 @@ class DeepSVDDDetector(BaseDeepDetector):
     # The network
     # ------------------------------------------------------------------ #
     def _module_config(self, n_features: int) -> dict:
-        hidden_sizes = np.asarray(self.hidden_sizes)
-        if hidden_sizes.ndim != 1 or (
-            hidden_sizes.size
-            and not (np.issubdtype(hidden_sizes.dtype, np.integer) and hidden_sizes.min() >= 1)
-        ):
-            raise ValueError(
-                "hidden_sizes must be a sequence of positive integers, got "
-                f"{self.hidden_sizes!r}."
-            )
-        return {
-            "n_features": n_features,
-            "hidden_sizes": tuple(int(h) for h in hidden_sizes),
-            "representation_size": int(self.representation_size),
-        }
+        sizes = np.asarray(self.hidden_sizes)
+        if sizes.ndim != 1 or (sizes.size and not (np.issubdtype(sizes.dtype, np.integer)
+                                                   and sizes.min() >= 1)):
+            raise ValueError("hidden_sizes must be a sequence of positive integers, got "
+                             f"{self.hidden_sizes!r}.")
+        return {"n_features": n_features, "hidden_sizes": tuple(int(h) for h in sizes),
+                "representation_size": int(self.representation_size)}
 
     def _build_module(self, config: dict, seed: int) -> torch.nn.Module:
         return SVDDNetwork(**config, seed=seed)
@@ -285,7 +284,7 @@ class DeepSVDDDetector(BaseDeepDetector):
     # ------------------------------------------------------------------ #
     # Pretraining, centre and radius
     # ------------------------------------------------------------------ #
-    def _before_training(self, module, X_train, generator):
+    def _before_training(self, module, X_train, X_val, generator):
         self.pretrain_loss_curve_ = []
         if self.pretrain_epochs > 0:
             self._pretrain(module, X_train, generator)
@@ -296,24 +295,14 @@ class DeepSVDDDetector(BaseDeepDetector):
         """Train the encoder with a mirrored bias-free decoder on reconstruction."""
         config = self._module_config_
         seed = int(torch.randint(2**31 - 1, (1,), generator=generator, device=X_train.device))
-        decoder = build_bias_free_mlp(
-            config["representation_size"],
-            config["hidden_sizes"][::-1],
-            config["n_features"],
-            seed=seed,
-        ).to(X_train.device)
+        decoder = build_bias_free_mlp(config["representation_size"], config["hidden_sizes"][::-1],
+                                      config["n_features"], seed=seed).to(X_train.device)
         autoencoder = nn.Sequential(module.encoder, decoder)
-        history = train_module(
-            autoencoder,
-            lambda ae, batch, _: (ae(batch) - batch).square().mean(),
-            X_train,
-            max_epochs=self.pretrain_epochs,
-            batch_size=self.batch_size,
-            learning_rate=self.learning_rate,
-            weight_decay=self.weight_decay,
-            n_iter_no_change=None,
-            generator=generator,
-            verbose=self.verbose,
+        config = self._training_config()
+        config.max_epochs, config.max_steps = self.pretrain_epochs, None
+        history = self._train(
+            autoencoder, _reconstruction_loss, X_train, None, generator, config=config,
+            callbacks=[ProgressBar()] if self.verbose else [],
         )
         self.pretrain_loss_curve_ = history.loss_curve
 
@@ -321,7 +310,8 @@ class DeepSVDDDetector(BaseDeepDetector):
         """Mean output, with coordinates near 0 pushed to +-center_eps."""
         module.eval()
         with torch.no_grad():
-            total = sum(module(chunk).to(torch.float64).sum(dim=0) for chunk in _chunks(X_train))
+            total = sum(module(chunk).to(torch.float64).sum(dim=0)
+                        for chunk in _chunks(module, X_train))
         center = (total / X_train.shape[0]).to(X_train.dtype)
         sign = torch.where(center < 0, -1.0, 1.0).to(center.dtype)
         return torch.where(center.abs() < self.center_eps, sign * self.center_eps, center)
@@ -334,28 +324,25 @@ class DeepSVDDDetector(BaseDeepDetector):
         """
         module.eval()
         with torch.no_grad():
-            dist = torch.cat([module.squared_distance(chunk) for chunk in _chunks(X_train)])
+            dist = torch.cat([module.squared_distance(chunk) for chunk in _chunks(module, X_train)])
         k = max(1, math.ceil((1.0 - self.nu) * dist.shape[0] - 1e-9))
         module.radius.fill_(float(dist.kthvalue(k).values) ** 0.5)
 
-    def _training_options(self) -> dict:
-        if self.objective != "soft-boundary":
-            return {}
-        # R is updated from the epoch when the warm-up is over (at the latest
-        # after the last epoch), so that the loss sees a sphere early on.
-        first_update = max(1, min(self.warm_up_epochs, self.max_epochs))
-
-        def update_radius(module, epoch):
-            if epoch >= first_update:
-                self._set_radius(module, self._radius_data)
-
-        return {"epoch_callback": update_radius}
+    def _callbacks(self) -> list[Callback]:
+        callbacks = super()._callbacks()
+        if self.objective == "soft-boundary":
+            # R is updated from the epoch when the warm-up is over (at the latest
+            # after the last epoch), so that the loss sees a sphere early on.
+            max_epochs = self._training_config().max_epochs
+            callbacks.append(_RadiusUpdate(self, max(1, min(self.warm_up_epochs, max_epochs))))
+        return callbacks
 
     def _after_training(self, module, X_train, X_val):
         del self._radius_data
         # Both objectives: R from the final network (the objective's own
         # sphere for soft-boundary, the "auto" boundary for one-class).
-        self._set_radius(module, X_train)
+        # (in float64, as scoring compares float64 distances with it)
+        self._set_radius(module.to(torch.float64), X_train.to(torch.float64))
         self.center_ = module.center.detach().cpu().numpy().astype(np.float64)
         self.radius_ = float(module.radius)
 
@@ -394,3 +381,7 @@ class DeepSVDDDetector(BaseDeepDetector):
             ``phi(X)``; ``anomaly_score`` is derived from ``||Z - center_||^2``.
         """
         return self._apply_in_batches(X, lambda module, x: with_min_rows(module.encoder, x))
+
+
+def _reconstruction_loss(autoencoder: nn.Module, batch: torch.Tensor, generator) -> torch.Tensor:
+    return (autoencoder(batch) - batch).square().mean()

@@ -7,10 +7,8 @@ import math
 import numpy as np
 import torch
 
-from ..coupling_evaluator import folded_view
+from .._engine.folded import folded_view
 from ..networks import with_min_rows
-from ..padded_coupling import padded_view
-from ..training_step import SummedLoss, row_mean_loss
 from ._inn import BaseINNDetector
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -22,7 +20,13 @@ def standard_normal_log_density(z: torch.Tensor) -> torch.Tensor:
 
 
 def flow_log_density(module, batch: torch.Tensor) -> torch.Tensor:
-    """Change of variables: ``log p(x) = log N(INN(x); 0, I) + log|det J_INN(x)|``."""
+    """Change of variables: ``log p(x) = log N(INN(x); 0, I) + log|det J_INN(x)|``.
+
+    Without gradients (the held-out checks of training) a coupling flow is
+    evaluated through its folded evaluator, as scoring does.
+    """
+    if not torch.is_grad_enabled():
+        module = folded_view(module)
     z, log_jac_det = module(batch, jac=True)
     return standard_normal_log_density(z) + log_jac_det
 
@@ -42,13 +46,6 @@ class BaseFlowDetector(BaseINNDetector):
     def _nll(module, batch: torch.Tensor) -> torch.Tensor:
         """Mean negative log-likelihood per dimension of a batch (model space)."""
         return -flow_log_density(module, batch).mean() / batch.shape[1]
-
-    def _training_options(self) -> dict:
-        # the losses of the flows only evaluate module(x, jac=True): the validation
-        # loss can run through a folded copy of the network, as scoring does, and
-        # compiled training through the padded forward pass
-        return {**super()._training_options(), "validation_view": folded_view,
-                "compiled_view": padded_view}
 
     def _input_space_correction(self) -> float:
         """What turns a model-space log-density into one over the input features.
@@ -150,36 +147,40 @@ class FlowDetector(BaseFlowDetector):
         smooth density instead of a degenerate one.
     max_grad_norm : float or None, default=1.0
         Clip the gradient norm of every step.
-    lr_schedule : {"constant", "cosine"}, default="cosine"
+    lr_schedule : {"constant", "cosine"}, default="constant"
         Learning-rate schedule; ``"cosine"`` anneals the step to zero at the
-        last epoch.
+        step budget (``max_epochs`` epochs, or the cap of ``"auto"``).
     compile : bool, default=False
-        Train through ``torch.compile``, which fuses the coupling blocks'
-        element-wise work: with large batches (e.g. ``batch_size=4096``) on
-        large tables, training runs several times faster. Compiling takes
-        tens of seconds once per process and data shape (and needs a C++
-        compiler on a CPU; without one a warning is issued and training
-        runs uncompiled). Every step then sees a full batch. Scoring is
-        never compiled.
+        Evaluate the training loss through ``torch.compile(module)``
+        (compiling takes seconds to minutes once per process and data shape
+        and needs a C++ compiler on a CPU). Scoring is never compiled.
     max_epochs : int or "auto", default="auto"
-        Number of passes over the training data; ``"auto"`` chooses enough
-        epochs for about 1,200 optimiser steps.
+        Passes over the training data. ``"auto"``: the budget comes from the
+        data; training stops when the held-out loss has not improved for
+        ``n_iter_no_change`` checks, within the caps
+        ``sklearn_flowod.base.AUTO_MAX_EPOCHS`` and ``AUTO_MAX_STEPS``. An
+        int trains that many epochs unless early stopping ends it sooner
+        (``n_iter_no_change=None`` trains them all).
     batch_size : int, default=256
         Rows per training step.
-    learning_rate : float, default=1e-3
+    learning_rate : float, default=1e-2
         Adam's step size.
     weight_decay : float, default=0.0
         Adam's L2 penalty.
     validation_fraction : float or None, default=0.15
-        Fraction of the training data held out for the validation loss curve
-        and, with ``n_iter_no_change``, early stopping. ``None`` trains on
-        all rows.
-    n_iter_no_change : int or None, default=None
-        Epochs without improvement of the validation negative
-        log-likelihood before stopping and restoring the best weights;
-        ``None`` trains every epoch.
-    tol : float, default=1e-4
-        Minimum improvement of the validation loss.
+        Fraction of the training rows held out (at most
+        ``sklearn_flowod.base.MAX_VALIDATION_ROWS``) for the held-out
+        criterion: its curve and, with ``n_iter_no_change``, early stopping.
+        ``None`` trains on all rows.
+    n_iter_no_change : int or None, default=10
+        Validation checks (after every epoch, and every
+        ``sklearn_flowod.training.VALIDATION_INTERVAL`` steps within longer
+        epochs) without an improvement of the held-out loss by
+        ``tol`` before training stops; the best check's weights are kept.
+        ``None`` never stops early and keeps the last weights.
+    tol : float, default=1e-2
+        Minimum decrease of the held-out negative log-likelihood (nats per
+        dimension) that counts as an improvement.
     standardize : bool, default=True
         Standardise every feature with the training mean and standard
         deviation (stored in ``mean_`` and ``scale_``) before the network.
@@ -190,6 +191,14 @@ class FlowDetector(BaseFlowDetector):
         this fraction of the training data is flagged.
     device : {"auto", "cpu", "cuda", "cuda:N"} or torch.device, default="auto"
         Where to train and score; ``"auto"`` uses CUDA when available.
+    n_jobs : int or None, default=None
+        Torch intra-op threads of ``fit`` and of scoring. ``None`` chooses
+        them from the size of the work: one thread for small networks and
+        batches, more only for large ones, never more than the caller's
+        ``torch.get_num_threads()`` (which joblib's workers, e.g. under
+        ``GridSearchCV(n_jobs=...)``, and Dask's workers limit). An int
+        follows joblib's convention (``-1``: every processor). The caller's
+        setting is restored afterwards.
     random_state : int, RandomState instance or None, default=None
         Controls weight initialisation, the block rotations, shuffling and
         the dequantisation noise. The caller's global generators are
@@ -209,7 +218,8 @@ class FlowDetector(BaseFlowDetector):
         Mean training negative log-likelihood per dimension, per epoch
         (in the standardised space).
     validation_loss_curve_ : list of float
-        Validation loss per epoch, only when ``validation_fraction`` is set.
+        The held-out criterion at every check (after every epoch, and within
+        long epochs), only when ``validation_fraction`` is set.
     n_epochs_ : int
         Number of epochs trained.
     best_epoch_ : int
@@ -254,31 +264,12 @@ class FlowDetector(BaseFlowDetector):
     array([ 1, -1])
     """
 
-    def __init__(
-        self,
-        *,
-        n_blocks=8,
-        hidden_size=64,
-        affine_clamping=2.0,
-        global_affine_init=1.0,
-        soft_permutation=True,
-        noise_std=0.05,
-        max_grad_norm=1.0,
-        lr_schedule="cosine",
-        compile=False,
-        max_epochs="auto",
-        batch_size=256,
-        learning_rate=1e-3,
-        weight_decay=0.0,
-        validation_fraction=0.15,
-        n_iter_no_change=None,
-        tol=1e-4,
-        standardize=True,
-        contamination="auto",
-        device="auto",
-        random_state=None,
-        verbose=0,
-    ):
+    def __init__(self, *, n_blocks=8, hidden_size=64, affine_clamping=2.0, global_affine_init=1.0,
+                 soft_permutation=True, noise_std=0.05, max_grad_norm=1.0, lr_schedule="constant",
+                 compile=False, max_epochs="auto", batch_size=256, learning_rate=1e-2,
+                 weight_decay=0.0, validation_fraction=0.15, n_iter_no_change=10, tol=1e-2,
+                 standardize=True, contamination="auto", device="auto", n_jobs=None,
+                 random_state=None, verbose=0):
         self.n_blocks = n_blocks
         self.hidden_size = hidden_size
         self.affine_clamping = affine_clamping
@@ -298,13 +289,10 @@ class FlowDetector(BaseFlowDetector):
         self.standardize = standardize
         self.contamination = contamination
         self.device = device
+        self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
 
     def _loss(self, module, batch, generator):
         """Negative log-likelihood (change of variables), per dimension."""
         return self._nll(module, batch)
-
-    def _training_loss(self) -> SummedLoss:
-        # a mean over rows: compiled steps may evaluate large batches in parts
-        return row_mean_loss(self._nll)

@@ -13,8 +13,6 @@ from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted
 
 from ..auxiliary import FeaturePermutation
-from ..coupling_evaluator import scoring_view
-from ..training_step import LossFn, SummedLoss, row_mean_loss
 from ._aux_input import check_aux_data
 from .flow import BaseFlowDetector, FlowDetector, flow_log_density, standard_normal_log_density
 
@@ -86,33 +84,40 @@ class LikelihoodRatioDetector(BaseFlowDetector):
         standardised training batch.
     max_grad_norm : float or None, default=1.0
         Clip the gradient norm of every step.
-    lr_schedule : {"constant", "cosine"}, default="cosine"
-        Learning-rate schedule.
+    lr_schedule : {"constant", "cosine"}, default="constant"
+        Learning-rate schedule; ``"cosine"`` anneals the step to zero at the
+        step budget (``max_epochs`` epochs, or the cap of ``"auto"``).
     compile : bool, default=False
-        Train through ``torch.compile``, which fuses the coupling blocks'
-        element-wise work: with large batches (e.g. ``batch_size=4096``) on
-        large tables, training runs several times faster. Compiling takes
-        tens of seconds once per process and data shape (and needs a C++
-        compiler on a CPU; without one a warning is issued and training
-        runs uncompiled). Every step then sees a full batch. Scoring is
-        never compiled.
+        Evaluate the training loss through ``torch.compile(module)``
+        (compiling takes seconds to minutes once per process and data shape
+        and needs a C++ compiler on a CPU). Scoring is never compiled.
     max_epochs : int or "auto", default="auto"
-        Number of passes over the training data; ``"auto"`` chooses enough
-        epochs for about 1,200 optimiser steps.
+        Passes over the training data. ``"auto"``: the budget comes from the
+        data; training stops when the held-out loss has not improved for
+        ``n_iter_no_change`` checks, within the caps
+        ``sklearn_flowod.base.AUTO_MAX_EPOCHS`` and ``AUTO_MAX_STEPS``. An
+        int trains that many epochs unless early stopping ends it sooner
+        (``n_iter_no_change=None`` trains them all).
     batch_size : int, default=256
         Rows per training step.
-    learning_rate : float, default=1e-3
+    learning_rate : float, default=1e-2
         Adam's step size.
     weight_decay : float, default=0.0
         Adam's L2 penalty.
     validation_fraction : float or None, default=0.15
-        Fraction of the training data held out for the validation loss
-        curve and, with ``n_iter_no_change``, early stopping.
-    n_iter_no_change : int or None, default=None
-        Epochs without improvement of the validation loss before stopping;
-        ``None`` trains every epoch.
-    tol : float, default=1e-4
-        Minimum improvement of the validation loss.
+        Fraction of the training rows held out (at most
+        ``sklearn_flowod.base.MAX_VALIDATION_ROWS``) for the held-out
+        criterion: its curve and, with ``n_iter_no_change``, early stopping.
+        ``None`` trains on all rows.
+    n_iter_no_change : int or None, default=10
+        Validation checks (after every epoch, and every
+        ``sklearn_flowod.training.VALIDATION_INTERVAL`` steps within longer
+        epochs) without an improvement of the held-out loss by
+        ``tol`` before training stops; the best check's weights are kept.
+        ``None`` never stops early and keeps the last weights.
+    tol : float, default=1e-2
+        Minimum decrease of the held-out loss (negative log-likelihood in
+        nats per dimension) that counts as an improvement.
     standardize : bool, default=True
         Standardise every feature with the training mean and standard
         deviation before the in-distribution network (the general model
@@ -123,6 +128,14 @@ class LikelihoodRatioDetector(BaseFlowDetector):
         is flagged.
     device : {"auto", "cpu", "cuda", "cuda:N"} or torch.device, default="auto"
         Where to train and score.
+    n_jobs : int or None, default=None
+        Torch intra-op threads of ``fit`` and of scoring. ``None`` chooses
+        them from the size of the work: one thread for small networks and
+        batches, more only for large ones, never more than the caller's
+        ``torch.get_num_threads()`` (which joblib's workers, e.g. under
+        ``GridSearchCV(n_jobs=...)``, and Dask's workers limit). An int
+        follows joblib's convention (``-1``: every processor). The caller's
+        setting is restored afterwards.
     random_state : int, RandomState instance or None, default=None
         Controls both flows' initialisation, shuffling and noise and the
         auxiliary samples. Global generators are untouched.
@@ -146,7 +159,8 @@ class LikelihoodRatioDetector(BaseFlowDetector):
         Mean training loss of the in-distribution flow per epoch
         (negative log-likelihood per dimension, plus the outlier loss).
     validation_loss_curve_ : list of float
-        Validation loss per epoch, only when ``validation_fraction`` is set.
+        The held-out criterion at every check (after every epoch, and within
+        long epochs), only when ``validation_fraction`` is set.
     n_epochs_ : int
         Number of epochs trained.
     best_epoch_ : int
@@ -213,35 +227,13 @@ class LikelihoodRatioDetector(BaseFlowDetector):
         "outlier_temperature": [Interval(Real, 0, None, closed="neither")],
     }
 
-    def __init__(
-        self,
-        *,
-        aux_model=None,
-        auxiliary=None,
-        outlier_weight=0.0,
-        outlier_temperature=1.0,
-        n_blocks=8,
-        hidden_size=64,
-        affine_clamping=2.0,
-        global_affine_init=1.0,
-        soft_permutation=True,
-        noise_std=0.05,
-        max_grad_norm=1.0,
-        lr_schedule="cosine",
-        compile=False,
-        max_epochs="auto",
-        batch_size=256,
-        learning_rate=1e-3,
-        weight_decay=0.0,
-        validation_fraction=0.15,
-        n_iter_no_change=None,
-        tol=1e-4,
-        standardize=True,
-        contamination="auto",
-        device="auto",
-        random_state=None,
-        verbose=0,
-    ):
+    def __init__(self, *, aux_model=None, auxiliary=None, outlier_weight=0.0,
+                 outlier_temperature=1.0, n_blocks=8, hidden_size=64, affine_clamping=2.0,
+                 global_affine_init=1.0, soft_permutation=True, noise_std=0.05, max_grad_norm=1.0,
+                 lr_schedule="constant", compile=False, max_epochs="auto", batch_size=256,
+                 learning_rate=1e-2, weight_decay=0.0, validation_fraction=0.15,
+                 n_iter_no_change=10, tol=1e-2, standardize=True, contamination="auto",
+                 device="auto", n_jobs=None, random_state=None, verbose=0):
         self.aux_model = aux_model
         self.auxiliary = auxiliary
         self.outlier_weight = outlier_weight
@@ -265,6 +257,7 @@ class LikelihoodRatioDetector(BaseFlowDetector):
         self.standardize = standardize
         self.contamination = contamination
         self.device = device
+        self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
 
@@ -366,10 +359,6 @@ class LikelihoodRatioDetector(BaseFlowDetector):
             log_p = log_p - standard_normal_log_density(padding) + math.log(self._input_divisor)
         return log_p
 
-    def _training_loss(self) -> LossFn | SummedLoss:
-        # without outlier data the loss is the likelihood alone, a mean over rows
-        return row_mean_loss(self._nll) if self._outlier_data is None else self._loss
-
     def _loss(self, module, batch, generator):
         """Negative log-likelihood per dimension, plus the weighted outlier loss."""
         loss = self._nll(module, batch)
@@ -398,22 +387,11 @@ class LikelihoodRatioDetector(BaseFlowDetector):
 
     def _anomaly_score(self, module, batch):
         """``log p_g(x) - log p_in(x)``: the negative log-likelihood ratio."""
-        return self._log_ratio(module, scoring_view(self._general_flow().module_), batch)
-
-    def _raw_scores(self, X) -> np.ndarray:
-        # the general flow's scoring view is looked up once, not once per batch
-        check_is_fitted(self)
-        general_module = scoring_view(self._general_flow().module_)
-        return self._apply_in_batches(
-            X, lambda module, batch: self._log_ratio(module, general_module, batch)
-        )
-
-    def _log_ratio(self, module, general_module, batch: torch.Tensor) -> torch.Tensor:
-        """``log p_g(x) - log p_in(x)`` with the general flow evaluated by ``general_module``."""
-        log_p_in = -self._negative_log_density(module, batch)
         general = self._general_flow()
-        log_p_g = -general._negative_log_density(general_module, self._to_general_input(batch))
-        return log_p_g.to(device=batch.device, dtype=batch.dtype) - log_p_in
+        log_p_g = -general._negative_log_density(general._scoring_module(),
+                                                 self._to_general_input(batch))
+        return log_p_g.to(device=batch.device, dtype=batch.dtype) + \
+            self._negative_log_density(module, batch)
 
     def _auto_offset(self, X: np.ndarray) -> float:
         """The natural boundary: equal likelihood under both models."""

@@ -28,7 +28,7 @@ import FrEIA.modules as Fm
 import torch
 from torch import nn
 
-from .networks import with_min_rows
+from ..networks import with_min_rows
 
 
 class CouplingEvaluator:

@@ -1,0 +1,127 @@
+"""Small pieces the training loop calls: early stopping, the learning-rate
+schedule and the progress display.
+
+A callback sees a :class:`~sklearn_flowod.training.TrainingState` (the
+module, its optimiser, the history so far and the latest validation loss)
+and may override any of the four methods of :class:`Callback`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+
+logger = logging.getLogger("sklearn_flowod")
+
+
+def trainable_state(module) -> dict:
+    """Copies of the tensors training changes: trainable parameters and buffers.
+
+    Fixed parameters (a flow's mixing matrices, as large as the data is wide)
+    are left out; restore with ``module.load_state_dict(state, strict=False)``.
+    """
+    return {name: tensor.detach().clone()
+            for name, tensor in module.state_dict(keep_vars=True).items()
+            if tensor.requires_grad or not isinstance(tensor, torch.nn.Parameter)}
+
+
+class Callback:
+    """Base class: every method does nothing."""
+
+    def on_train_begin(self, state) -> None:
+        """Called once, before the first step."""
+
+    def on_step_begin(self, state) -> None:
+        """Called before every optimiser step."""
+
+    def on_check(self, state) -> bool | None:
+        """Called after every epoch and validation check; True stops training."""
+
+    def on_train_end(self, state) -> None:
+        """Called once, after the last step."""
+
+
+class EarlyStopping(Callback):
+    """Stop when the validation loss has not improved for ``patience`` checks.
+
+    The weights (and buffers) of the best check are restored at the end.
+    Without validation data (``state.validation_loss`` None) it does nothing.
+
+    Parameters
+    ----------
+    patience : int
+        Checks without an improvement of at least ``tol`` before stopping.
+    tol : float, default=0.0
+        Minimum decrease of the validation loss that counts as improvement.
+    """
+
+    def __init__(self, patience: int, tol: float = 0.0):
+        self.patience = patience
+        self.tol = tol
+
+    def on_train_begin(self, state) -> None:
+        self.best_loss, self.best_weights, self.waited = math.inf, None, 0
+
+    def on_check(self, state) -> bool:
+        loss = state.validation_loss
+        if loss is None:
+            return False
+        if loss < self.best_loss - self.tol or self.best_weights is None:
+            self.best_loss, self.waited = loss, 0
+            self.best_weights = trainable_state(state.module)
+            state.history.best_epoch = state.epoch
+            return False
+        self.waited += 1
+        return self.waited >= self.patience
+
+    def on_train_end(self, state) -> None:
+        if self.best_weights is not None:
+            state.module.load_state_dict(self.best_weights, strict=False)
+
+
+class CosineSchedule(Callback):
+    """Anneal the learning rate per step along a half cosine to zero at the step budget."""
+
+    def on_step_begin(self, state) -> None:
+        progress = min(state.history.n_steps, state.total_steps) / state.total_steps
+        learning_rate = state.learning_rate * 0.5 * (1.0 + math.cos(math.pi * progress))
+        for group in state.optimizer.param_groups:
+            group["lr"] = learning_rate
+
+
+class ProgressBar(Callback):
+    """A tqdm bar over the epochs, or, without tqdm, one INFO record per epoch.
+
+    The records go to the ``"sklearn_flowod"`` logger; whether and where they
+    are shown is the application's logging configuration.
+    """
+
+    def on_train_begin(self, state) -> None:
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            self.bar = None
+        else:
+            self.bar = tqdm(total=state.config.max_epochs, desc="training", unit="epoch",
+                            leave=False)
+        self.epochs = 0
+
+    def on_check(self, state) -> None:
+        history = state.history
+        if history.n_epochs == self.epochs:
+            return  # a check within an epoch
+        self.epochs = history.n_epochs
+        message = f"loss {history.loss_curve[-1]:.5g}"
+        if state.validation_loss is not None:
+            message += f", validation loss {state.validation_loss:.5g}"
+        if self.bar is None:
+            logger.info("epoch %d: %s", history.n_epochs, message)
+        else:
+            self.bar.update(1)
+            self.bar.set_postfix_str(message)
+
+    def on_train_end(self, state) -> None:
+        if self.bar is not None:
+            self.bar.close()
