@@ -47,17 +47,6 @@ class FitRecord:
     n_epochs: int = 0
     flops_per_sample: float = 0.0
     curve: list[tuple[int, float, float]] = field(default_factory=list)  # epoch, s, auroc
-    # The training loop backpropagates every row of a clamped loss term (the
-    # contrastive flow's auxiliary samples): nothing is left to count, the
-    # report's column stays NaN.
-    clamped_rows: int = 0
-    clamped_rows_backpropagated: int = 0
-
-    @property
-    def backpropagated_fraction(self) -> float:
-        """Share of a clamped term's rows that were backpropagated (NaN: not counted)."""
-        return (self.clamped_rows_backpropagated / self.clamped_rows
-                if self.clamped_rows else float("nan"))
 
     @property
     def samples_per_s(self) -> float:

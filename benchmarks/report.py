@@ -53,9 +53,17 @@ def header(title: str, command: str) -> str:
             f"- commit: {_commit()}",
             f"- libraries: {versions}, Python {platform.python_version()}",
             f"- machine: {os.cpu_count()} cores, {_cpu()}",
+            f"- thread variables: {_thread_variables()}",
             "",
         ]
     )
+
+
+def _thread_variables() -> str:
+    """The environment's OpenMP/MKL thread limits (which set torch's default threads)."""
+    names = ["OMP_NUM_THREADS", "MKL_NUM_THREADS"]
+    found = [f"{name}={os.environ[name]}" for name in names if name in os.environ]
+    return ", ".join(found) or "none set"
 
 
 def markdown_table(frame: pd.DataFrame, float_format: str = "{:.1f}") -> str:

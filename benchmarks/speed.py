@@ -163,7 +163,6 @@ def throughput(grid: dict, rates: dict, log) -> list[dict]:
                     "mfu": record.flops_per_sample * record.samples_per_s / rate,
                     "mfu_run_rate": (record.flops_per_sample * record.samples_per_s
                                      / rates["float32"]),
-                    "aux_backpropagated": record.backpropagated_fraction,
                 })
                 log(f"throughput {name} d={d} {label}: "
                     f"{record.samples_per_s:,.0f} rows/s, MFU {rows[-1]['mfu']:.1%} "
@@ -291,7 +290,6 @@ def convergence(grid: dict, log) -> list[dict]:
             "reference_auroc": reference["auroc"],
             "time_to_reference_s": record.time_to_auroc(reference["auroc"] - TOLERANCE),
             "samples_per_s": record.samples_per_s,
-            "aux_backpropagated": record.backpropagated_fraction,
         })
         rows[-1]["time_ratio"] = reference["time"] / rows[-1]["time_to_reference_s"]
         rows[-1]["overhead_ratio"] = record.samples_per_s / reference["rate"]
@@ -321,7 +319,6 @@ def large_table(grid: dict, log) -> list[dict]:
             "features": X_train.shape[1], "default_fit_s": record.fit_s,
             "n_epochs": record.n_epochs, "default_auroc": final, "best_epoch_auroc": best,
             "samples_per_s": record.samples_per_s,
-            "aux_backpropagated": record.backpropagated_fraction,
         })
         log(f"large table {name}: fit {record.fit_s:.1f} s, AUROC {final:.4f}")
     return rows
@@ -476,8 +473,7 @@ def _tables(results: pd.DataFrame, rates: dict) -> str:
                   "against the rate above (`mfu_run_rate`). Compiled cells are compiled by "
                   "a warm-up fit first, after the graphs of earlier cells were dropped. "
                   "FLOPs are those of the loss as written, for the contrastive flow both "
-                  "terms on every row; `speed.csv` has the share of its auxiliary rows "
-                  "that it backpropagated (`aux_backpropagated`, see below).", "",
+                  "terms on every row.", "",
                   report.markdown_table(table), ""]
     section = results[results["section"] == "fit_time"]
     if len(section):
@@ -493,14 +489,13 @@ def _tables(results: pd.DataFrame, rates: dict) -> str:
     if len(section):
         table = section.set_index("detector").reindex(columns=[
             "rows", "features", "default_fit_s", "n_epochs", "samples_per_s",
-            "default_auroc", "best_epoch_auroc", "aux_backpropagated"])
-        for column in ["default_auroc", "best_epoch_auroc", "aux_backpropagated"]:
+            "default_auroc", "best_epoch_auroc"])
+        for column in ["default_auroc", "best_epoch_auroc"]:
             table[column] = table[column] * 100
-        table = table.rename(columns=AUX_COLUMN)
         parts += ["## Default fit on a 280,000-row fraud-like table", "",
                   "Training rows are the normal rows among the first 280,000 of "
                   "`make_fraud_like` with 30 columns; best epoch AUROC: the best held-out "
-                  "AUROC seen after any epoch of the same fit. " + AUX_TEXT, "",
+                  "AUROC seen after any epoch of the same fit.", "",
                   report.markdown_table(_counts_as_int(table), "{:.2f}"), ""]
     section = results[results["section"] == "scoring"]
     if len(section):
@@ -635,22 +630,13 @@ def _default_fit_tables(section: pd.DataFrame) -> list[str]:
     return parts
 
 
-#: Column title of the share of a clamped term's rows that were backpropagated.
-AUX_COLUMN = {"aux_backpropagated": "aux. rows backpropagated (%)"}
-AUX_TEXT = ("Aux. rows backpropagated: the share of the contrastive flow's auxiliary "
-            "rows that its main loop ran the backward pass on; the others were under "
-            "its clamp, where the loss has no gradient (the reference loop "
-            "backpropagates every row).")
-
-
 def _convergence_table(section: pd.DataFrame) -> list[str]:
     table = section.set_index("detector").reindex(columns=[
         "rows", "converged_auroc", "default_auroc", "time_to_converged_s",
         "default_fit_s", "time_to_reference_s", "time_ratio", "samples_per_s",
-        "overhead_ratio", "aux_backpropagated"])
-    for column in ["converged_auroc", "default_auroc", "aux_backpropagated"]:
+        "overhead_ratio"])
+    for column in ["converged_auroc", "default_auroc"]:
         table[column] = table[column] * 100
-    table = table.rename(columns=AUX_COLUMN)
     references = section[section["detector"] == section["reference"]]
     names = {REFERENCES["flow"]: "the maximum-likelihood loop",
              REFERENCES["contrastive"]: "the contrastive loop"}
@@ -674,7 +660,7 @@ def _convergence_table(section: pd.DataFrame) -> list[str]:
             "they were timed, after the graphs compiled for earlier cells were dropped "
             "(as in a process that fits one configuration); their learning rate is the "
             "default's times the square root of the batch-size ratio. Fit times leave "
-            "out the benchmark's own FLOP counting and AUROC checks. " + AUX_TEXT)
+            "out the benchmark's own FLOP counting and AUROC checks.")
     return ["## Time to the converged AUROC on a fraud-like table", "", text, "",
             report.markdown_table(_counts_as_int(table), "{:.2f}"), ""]
 

@@ -4,3 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
 .venv/bin/python -m sklearn_flowod.demo "$@"
+echo "scripts/demo.sh: ${SECONDS} s in total (set-up included)"

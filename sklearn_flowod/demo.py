@@ -55,6 +55,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    begin = time.perf_counter()
     for name, X, y in _datasets(args.seed):
         X_train, X_test, y_test = _one_class_split(X, y, args.seed)
         print(f"\n{name}: {len(X_train)} training rows, {len(X_test)} test rows, "
@@ -68,6 +69,7 @@ def main(argv=None) -> None:
             auroc = roc_auc_score(y_test, anomaly)
             ap = average_precision_score(y_test, anomaly)
             print(f"{label:<30}{auroc:>8.3f}{ap:>8.3f}{fit_seconds:>8.1f}")
+    print(f"\ndemo: {time.perf_counter() - begin:.0f} s")
 
 
 if __name__ == "__main__":

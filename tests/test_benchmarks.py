@@ -67,8 +67,6 @@ def test_instrumented_fit_leaves_the_warm_up_out_of_the_main_loop():
     assert record.n_epochs == detector.n_epochs_ == 4
     assert record.n_samples_seen == 4 * 256
     assert [epoch for epoch, _, _ in record.curve] == [1, 2, 3, 4]
-    # the training loop backpropagates every auxiliary row: nothing to count
-    assert math.isnan(record.backpropagated_fraction)
     assert "_before_training" not in vars(detector)  # the detector is left as it was
 
 
@@ -198,3 +196,25 @@ def test_a_slowdown_statistic_is_marked_where_a_stopped_fit_can_change_it():
     assert _bounded(values, stopped, "max") == "≥ 10.00"
     stopped = pd.Series([False, False, True, False])
     assert _bounded(values, stopped, "median") == "≥ 2.50"
+
+
+def test_ab_marks_default_cells_slower_than_their_noise():
+    import pandas as pd
+
+    from benchmarks.ab import compare
+
+    def run(label, flow, flow_large):
+        return pd.DataFrame({
+            "detector": ["FlowDetector", "FlowDetector"],
+            "setup": ["batch 256", "batch 4096"], "features": [8, 8],
+            "samples_per_s": [flow, flow_large], "run": label})
+
+    old = pd.concat([run("old 1", 100.0, 100.0), run("old 2", 104.0, 104.0)])
+    table = compare(old, run("new 1", 90.0, 50.0)).set_index("setup")
+    assert table.loc["batch 256", "noise"] == pytest.approx(4.0 / 102.0)
+    assert table.loc["batch 256", "slower_than_noise"]
+    # a large batch is not on the default path
+    assert not table.loc["batch 4096", "default_path"]
+    assert not table.loc["batch 4096", "slower_than_noise"]
+    within = compare(old, run("new 1", 99.0, 99.0)).set_index("setup")
+    assert not within.loc["batch 256", "slower_than_noise"]

@@ -132,10 +132,9 @@ class DeepSVDDDetector(BaseDeepDetector):
     weight_decay : float, default=1e-6
         The ``lambda`` of the objective: Adam's L2 penalty.
     validation_fraction : float or None, default=None
-        Fraction of the training rows held out (at most
-        ``sklearn_flowod.base.MAX_VALIDATION_ROWS``) for the held-out
-        criterion: its curve and, with ``n_iter_no_change``, early stopping.
-        ``None`` trains on all rows.
+        Fraction of the training rows held out for the held-out objective (at
+        most ``sklearn_flowod.base.MAX_VALIDATION_ROWS`` rows): its curve and,
+        with ``n_iter_no_change``, early stopping. ``None`` trains on all rows.
     n_iter_no_change : int or None, default=10
         Epochs without improvement of the validation loss before stopping.
     tol : float, default=1e-4
@@ -156,13 +155,10 @@ class DeepSVDDDetector(BaseDeepDetector):
     device : {"auto", "cpu", "cuda", "cuda:N"} or torch.device, default="auto"
         Where to train and score; ``"auto"`` uses CUDA when available.
     n_jobs : int or None, default=None
-        Torch intra-op threads of ``fit`` and of scoring. ``None`` chooses
-        them from the size of the work: one thread for small networks and
-        batches, more only for large ones, never more than the caller's
-        ``torch.get_num_threads()`` (which joblib's workers, e.g. under
-        ``GridSearchCV(n_jobs=...)``, and Dask's workers limit). An int
-        follows joblib's convention (``-1``: every processor). The caller's
-        setting is restored afterwards.
+        Torch intra-op threads of ``fit`` (training the Deep SVDD objective) and of
+        scoring: ``None`` chooses them from the size of the work, at most the
+        caller's ``torch.get_num_threads()`` (see "Threads" in the user guide);
+        an int follows joblib's convention. The caller's setting is restored.
     random_state : int, RandomState instance or None, default=None
         Controls weight initialisation, pretraining and shuffling. The
         caller's global generators are untouched.

@@ -85,19 +85,18 @@ class LikelihoodRatioDetector(BaseFlowDetector):
     max_grad_norm : float or None, default=1.0
         Clip the gradient norm of every step.
     lr_schedule : {"constant", "cosine"}, default="constant"
-        Learning-rate schedule; ``"cosine"`` anneals the step to zero at the
-        step budget (``max_epochs`` epochs, or the cap of ``"auto"``).
+        Learning-rate schedule of the in-distribution flow's loss: ``"cosine"`` anneals the step to
+        zero at the step budget (``max_epochs`` epochs, or the caps of
+        ``"auto"``).
     compile : bool, default=False
-        Evaluate the training loss through ``torch.compile(module)``
-        (compiling takes seconds to minutes once per process and data shape
-        and needs a C++ compiler on a CPU). Scoring is never compiled.
+        Evaluate the in-distribution flow's loss through ``torch.compile(module)`` in training
+        (opt-in: compiling takes a while once per process and data shape and
+        needs a C++ compiler on a CPU). Scoring is never compiled.
     max_epochs : int or "auto", default="auto"
-        Passes over the training data. ``"auto"``: the budget comes from the
-        data; training stops when the held-out loss has not improved for
-        ``n_iter_no_change`` checks, within the caps
-        ``sklearn_flowod.base.AUTO_MAX_EPOCHS`` and ``AUTO_MAX_STEPS``. An
-        int trains that many epochs unless early stopping ends it sooner
-        (``n_iter_no_change=None`` trains them all).
+        Passes over the training data. ``"auto"``: until the held-out likelihood of ``p_in``
+        stops improving (see ``n_iter_no_change``), within the caps
+        ``sklearn_flowod.base.AUTO_MAX_EPOCHS`` and ``AUTO_MAX_STEPS``; an int
+        is a fixed budget that early stopping may end sooner.
     batch_size : int, default=256
         Rows per training step.
     learning_rate : float, default=1e-2
@@ -105,16 +104,14 @@ class LikelihoodRatioDetector(BaseFlowDetector):
     weight_decay : float, default=0.0
         Adam's L2 penalty.
     validation_fraction : float or None, default=0.15
-        Fraction of the training rows held out (at most
-        ``sklearn_flowod.base.MAX_VALIDATION_ROWS``) for the held-out
-        criterion: its curve and, with ``n_iter_no_change``, early stopping.
-        ``None`` trains on all rows.
+        Fraction of the training rows held out for the held-out likelihood of ``p_in`` (at
+        most ``sklearn_flowod.base.MAX_VALIDATION_ROWS`` rows): its curve and,
+        with ``n_iter_no_change``, early stopping. ``None`` trains on all rows.
     n_iter_no_change : int or None, default=10
-        Validation checks (after every epoch, and every
+        Checks of the held-out likelihood of ``p_in`` (after every epoch, and every
         ``sklearn_flowod.training.VALIDATION_INTERVAL`` steps within longer
-        epochs) without an improvement of the held-out loss by
-        ``tol`` before training stops; the best check's weights are kept.
-        ``None`` never stops early and keeps the last weights.
+        epochs) without an improvement by ``tol`` before training stops with
+        the best check's weights; ``None`` never stops early.
     tol : float, default=1e-2
         Minimum decrease of the held-out loss (negative log-likelihood in
         nats per dimension) that counts as an improvement.
@@ -129,13 +126,10 @@ class LikelihoodRatioDetector(BaseFlowDetector):
     device : {"auto", "cpu", "cuda", "cuda:N"} or torch.device, default="auto"
         Where to train and score.
     n_jobs : int or None, default=None
-        Torch intra-op threads of ``fit`` and of scoring. ``None`` chooses
-        them from the size of the work: one thread for small networks and
-        batches, more only for large ones, never more than the caller's
-        ``torch.get_num_threads()`` (which joblib's workers, e.g. under
-        ``GridSearchCV(n_jobs=...)``, and Dask's workers limit). An int
-        follows joblib's convention (``-1``: every processor). The caller's
-        setting is restored afterwards.
+        Torch intra-op threads of ``fit`` (training the in-distribution flow's loss) and of
+        scoring: ``None`` chooses them from the size of the work, at most the
+        caller's ``torch.get_num_threads()`` (see "Threads" in the user guide);
+        an int follows joblib's convention. The caller's setting is restored.
     random_state : int, RandomState instance or None, default=None
         Controls both flows' initialisation, shuffling and noise and the
         auxiliary samples. Global generators are untouched.
