@@ -310,9 +310,6 @@ class BaseDeepDetector(ModulePersistence, OutlierMixin, BaseEstimator, metaclass
                 out[start:stop] = result
         return out
 
-    def _raw_scores(self, X) -> np.ndarray:
-        return self._apply_in_batches(X, self._anomaly_score)
-
     def anomaly_score(self, X) -> np.ndarray:
         """Raw anomaly score of the method; higher means more anomalous.
 
@@ -328,7 +325,7 @@ class BaseDeepDetector(ModulePersistence, OutlierMixin, BaseEstimator, metaclass
         -------
         scores : ndarray of shape (n_samples,)
         """
-        return self._raw_scores(X)
+        return self._apply_in_batches(X, self._anomaly_score)
 
     def score_samples(self, X) -> np.ndarray:
         """Normality score; the lower, the more abnormal.
@@ -343,7 +340,7 @@ class BaseDeepDetector(ModulePersistence, OutlierMixin, BaseEstimator, metaclass
         scores : ndarray of shape (n_samples,)
             ``-anomaly_score(X)``.
         """
-        return -self._raw_scores(X)
+        return -self.anomaly_score(X)
 
     def decision_function(self, X) -> np.ndarray:
         """Shifted normality score: negative for outliers, positive for inliers.

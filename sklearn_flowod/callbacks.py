@@ -106,13 +106,11 @@ class ProgressBar(Callback):
         else:
             self.bar = tqdm(total=state.config.max_epochs, desc="training", unit="epoch",
                             leave=False)
-        self.epochs = 0
 
     def on_check(self, state) -> None:
-        history = state.history
-        if history.n_epochs == self.epochs:
+        if not state.epoch_ended:
             return  # a check within an epoch
-        self.epochs = history.n_epochs
+        history = state.history
         message = f"loss {history.loss_curve[-1]:.5g}"
         if state.validation_loss is not None:
             message += f", validation loss {state.validation_loss:.5g}"

@@ -106,6 +106,11 @@ class TrainingState:
     epoch: int = 0  # the current, 1-based epoch
     validation_loss: float | None = None  # of the latest check
 
+    @property
+    def epoch_ended(self) -> bool:
+        """Whether the current epoch is recorded (a check after it, not within it)."""
+        return self.history.n_epochs == self.epoch
+
 
 def train_module(module: nn.Module, loss_fn: LossFn, X_train: torch.Tensor,
                  X_val: torch.Tensor | None = None, *, config: TrainingConfig,

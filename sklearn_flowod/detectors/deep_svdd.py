@@ -57,7 +57,7 @@ class _RadiusUpdate(Callback):
         self.detector, self.first = detector, first
 
     def on_check(self, state) -> None:
-        if state.history.n_epochs >= self.first and state.history.n_epochs == state.epoch:
+        if state.epoch_ended and state.epoch >= self.first:
             self.detector._set_radius(state.module, self.detector._radius_data)
 
 
