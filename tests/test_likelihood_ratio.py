@@ -96,7 +96,7 @@ def test_score_is_the_difference_of_the_two_log_densities(blobs):
 def test_default_generator_is_seeded_from_the_detector(blobs):
     X, _ = blobs
     det = LikelihoodRatioDetector(**SMALL).fit(X)
-    assert isinstance(det.auxiliary_, FeaturePermutation)
+    assert isinstance(det.auxiliary_, UniformBox)
     assert isinstance(det.auxiliary_.random_state, int)
     again = LikelihoodRatioDetector(**SMALL).fit(X)
     np.testing.assert_array_equal(det.score_samples(X), again.score_samples(X))
@@ -243,3 +243,18 @@ def test_scoring_folds_each_flow_once_not_once_per_batch(monkeypatch):
         changed = det.score_samples(X)
     assert len(folds) == 1 and folds[0] is det.aux_model_.module_
     assert not np.allclose(changed, scores)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_default_general_distribution_ranks_far_outliers_as_outliers(seed):
+    # 4-D standard normal rows and a cluster far out in every coordinate, in
+    # the training rows too: the default box covers the cluster, the product
+    # of the marginals does not, and its ratio calls the cluster normal
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.standard_normal((400, 4)), 5.0 + 0.5 * rng.standard_normal((40, 4))])
+    y = np.r_[np.zeros(400), np.ones(40)]
+    budget = {"n_blocks": 4, "hidden_size": 32, "max_epochs": 20, "random_state": seed}
+    default = LikelihoodRatioDetector(**budget).fit(X)
+    narrow = LikelihoodRatioDetector(**budget, auxiliary=FeaturePermutation()).fit(X)
+    assert roc_auc_score(y, -default.score_samples(X)) > 0.7
+    assert roc_auc_score(y, -narrow.score_samples(X)) < 0.2

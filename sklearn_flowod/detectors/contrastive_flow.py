@@ -100,15 +100,15 @@ class ContrastiveFlowDetector(BaseFlowDetector):
         is a fixed budget that early stopping may end sooner.
     batch_size : int, default=256
         Inlier rows (and as many auxiliary samples) per training step.
-    learning_rate : float, default=3e-3
-        Adam's step size.
+    learning_rate : float, default=1e-2
+        Adam's step size (of the warm-up too: the plain flow's default).
     weight_decay : float, default=0.0
         Adam's L2 penalty.
     validation_fraction : float or None, default=0.15
         Fraction of the training rows held out for the held-out loss (eq. 3) (at
         most ``sklearn_flowod.base.MAX_VALIDATION_ROWS`` rows): its curve and,
         with ``n_iter_no_change``, early stopping. ``None`` trains on all rows.
-    n_iter_no_change : int or None, default=10
+    n_iter_no_change : int or None, default=5
         Checks of the held-out loss (eq. 3) (after every epoch, and every
         ``sklearn_flowod.training.VALIDATION_INTERVAL`` steps within longer
         epochs) without an improvement by ``tol`` before training stops with
@@ -227,8 +227,8 @@ class ContrastiveFlowDetector(BaseFlowDetector):
     def __init__(self, *, clamp="auto", warm_up_fraction=0.25, auxiliary=None, aux_weight=1.0,
                  n_blocks=8, hidden_size=64, affine_clamping=2.0, global_affine_init=1.0,
                  soft_permutation=True, noise_std=0.05, max_grad_norm=1.0, lr_schedule="constant",
-                 compile=False, max_epochs="auto", batch_size=256, learning_rate=3e-3,
-                 weight_decay=0.0, validation_fraction=0.15, n_iter_no_change=10, tol=1e-2,
+                 compile=False, max_epochs="auto", batch_size=256, learning_rate=1e-2,
+                 weight_decay=0.0, validation_fraction=0.15, n_iter_no_change=5, tol=1e-2,
                  standardize=True, contamination="auto", device="auto", n_jobs=None,
                  random_state=None, verbose=0):
         self.clamp = clamp
