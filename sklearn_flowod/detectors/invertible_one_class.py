@@ -258,14 +258,15 @@ class InvertibleOneClassDetector(BaseINNDetector):
     def _loss(self, module, batch, generator):
         """Eq. (1): pull the data's codes in, push the cube's pre-images out."""
         f = PULL_FUNCTIONS[self.pull]
-        z_data, _ = module(batch, jac=False)
         n_latent = batch.shape[0] * self.n_latent_samples
         z_cube = torch.rand(
             (n_latent, batch.shape[1]), generator=generator, device=batch.device, dtype=batch.dtype
         ).mul_(2.0 * self.latent_bound).sub_(self.latent_bound)
         with torch.no_grad():
             x_cube, _ = module(z_cube, rev=True, jac=False)
-        z_back, _ = module(x_cube, jac=False)
+        # the data and the pre-images in one forward pass: half the operations
+        z, _ = module(torch.cat([batch, x_cube]), jac=False)
+        z_data, z_back = z.split([batch.shape[0], n_latent])
         return f(z_data).mean() - f(z_back).mean()
 
     def _criterion(self, module, X_val, generator):
