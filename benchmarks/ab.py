@@ -11,7 +11,10 @@ their spread is the run-to-run noise of each cell. Writes
 throughput cell of the old and the new runs, the change of the new median
 against the old median, the cell's noise (the old runs' range over their
 median), and whether a default-path cell (the detector's default batch,
-uncompiled) is slower than before by more than that noise.
+uncompiled) is slower than before by more than that noise. Its rows record
+the ``commit`` and ``dirty`` state of the code that compared them; the page
+lists the commits of the compared files' rows and warns of any made from a
+dirty tree.
 """
 
 from __future__ import annotations
@@ -31,8 +34,9 @@ CELL = ["detector", "setup", "features"]
 def _runs(paths: list[Path], label: str) -> pd.DataFrame:
     frames = []
     for index, path in enumerate(paths, start=1):
-        rows = pd.read_csv(path)
-        rows = rows[rows["section"] == "throughput"][[*CELL, "samples_per_s"]]
+        rows = report.kept(pd.read_csv(path))
+        rows = rows[rows["section"] == "throughput"][[*CELL, "samples_per_s", "commit",
+                                                     "dirty"]]
         frames.append(rows.assign(run=f"{label} {index}"))
     return pd.concat(frames)
 
@@ -55,7 +59,7 @@ def compare(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     return wide.reset_index()
 
 
-def _page(table: pd.DataFrame, header: str, old_commit: str) -> str:
+def _page(table: pd.DataFrame, header: str, old_commit: str, measured: pd.DataFrame) -> str:
     shown = table.copy()
     for column in ["change", "noise"]:
         shown[column] = [f"{v:+.1%}" if column == "change" else f"{v:.1%}"
@@ -67,9 +71,12 @@ def _page(table: pd.DataFrame, header: str, old_commit: str) -> str:
         shown[column] = [f"{v:,.0f}" for v in shown[column]]
     defaults = table[table["default_path"]]
     text = [
-        header,
+        header + report.provenance(measured, "run"),
+        "The rows' commits above are those of the throughput rows of the `--old` and "
+        "`--new` files.",
+        "",
         f"Old code: commit {old_commit}, its own `python -m benchmarks.speed --sections "
-        "throughput`; new code: the commit above, the same section. The runs went one "
+        "throughput`; new code: the commit of this run, the same section. The runs went one "
         "after the other in one session on this machine. Rows per second of training "
         "(see `speed.md`); change: the new runs' median over the old runs' median; "
         "noise: the old runs' range over their median. A default-path cell (the "
@@ -97,11 +104,13 @@ def main(argv=None) -> pd.DataFrame:
     args = parser.parse_args(argv)
     command = "python -m benchmarks.ab " + " ".join(sys.argv[1:] if argv is None else argv)
     header = report.header("Training throughput: old against new code", command)
-    table = compare(_runs(args.old, "old"), _runs(args.new, "new"))
+    old, new = _runs(args.old, "old"), _runs(args.new, "new")
+    table = compare(old, new)
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    table.assign(old_commit=args.old_commit).to_csv(
+    report.stamped(table.assign(old_commit=args.old_commit)).to_csv(
         args.out_dir / f"{args.name}.csv", index=False, float_format="%.6g")
-    (args.out_dir / f"{args.name}.md").write_text(_page(table, header, args.old_commit))
+    page = _page(table, header, args.old_commit, pd.concat([old, new]))
+    (args.out_dir / f"{args.name}.md").write_text(page)
     return table
 
 

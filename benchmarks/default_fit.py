@@ -33,7 +33,8 @@ Before the timed fits, every detector is fitted once for one epoch on the
 first table (untimed), so that no timed fit pays the fresh process's one-off
 start-up costs (torch's first autograd pass, thread pools, lazy imports).
 Each row records the 1-minute load average at the end of its detector's fit
-and torch's thread count. The rows are written to ``OUT.json``.
+and torch's thread count. The rows are written to ``OUT.json``, each with the
+``commit`` this process ran and ``dirty`` (uncommitted changes in the tree).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ import numpy as np
 import torch
 from sklearn.ensemble import IsolationForest
 
-from . import adbench, registry
+from . import adbench, registry, report
 
 #: The ADBench tables of the ``idle`` and ``busy`` conditions.
 DATASETS = ("4_breastw", "29_Pima", "38_thyroid", "6_cardio", "40_vowels", "44_Wilt")
@@ -276,7 +277,7 @@ def measure(
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    """Measure and write the rows to the JSON file named on the command line."""
+    """Measure and write the rows, with their commit, to the JSON file named on the command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="the JSON file the rows are written to")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
@@ -288,6 +289,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     rows = measure(tuple(args.datasets), tuple(args.wide), args.seed, args.busy_limit,
                    log=lambda message: print(message, flush=True))
+    commit, dirty = report.this_run()  # the code this process ran
+    rows = [{**row, "commit": commit, "dirty": dirty} for row in rows]
     args.out.write_text(json.dumps(rows))
     return rows
 

@@ -5,8 +5,9 @@ Usage (from the project root, with the ``distributed`` extra installed)::
     python -m benchmarks.distributed_scoring                  # 1e7 rows x 8 features
     python -m benchmarks.distributed_scoring --rows 1000000 --repeats 1   # a quick look
 
-Writes ``benchmarks/results/distributed_scoring.csv`` (one row per setting)
-and ``distributed_scoring.md`` (run metadata, configuration and the table).
+Writes ``benchmarks/results/distributed_scoring.csv`` (one row per setting,
+with the ``commit`` and ``dirty`` state of the code that made it) and
+``distributed_scoring.md`` (run metadata, configuration and the table).
 :func:`measure` returns the same rows as a DataFrame, so a wider speed
 benchmark can add them to its own table.
 
@@ -188,6 +189,7 @@ def measure(config: ScoringConfig | None = None, *, log=print) -> pd.DataFrame:
 def markdown(results: pd.DataFrame, config: ScoringConfig, command: str, load: str) -> str:
     """The result page: run metadata, configuration and the throughput table."""
     text = report.header("Scoring throughput: local dask cluster vs in-process", command)
+    text += report.provenance(results, "setting")
     cluster_libs = ", ".join(f"{name} {report._version(name)}" for name in ["dask", "distributed"])
     table = results.set_index("setting")[
         ["rows", "features", "workers", "threads_per_worker", "torch_threads_per_task",
@@ -247,6 +249,7 @@ def main(argv=None) -> pd.DataFrame:
         sys.argv[1:] if argv is None else argv
     )
     # The page (and the commit it names) is made before any result file is written.
+    results = report.stamped(results)
     page = markdown(results, config, command.strip(), load)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     results.to_csv(args.out_dir / f"{args.name}.csv", index=False, float_format="%.6g")

@@ -9,7 +9,10 @@ Usage (from the project root)::
     python -m benchmarks.quality --detectors LikelihoodRatioDetector --include flows
 
 Writes ``benchmarks/results/<name>.csv`` (one row per data set, detector and
-seed) and ``<name>.md`` (the tables). The protocol is in ``adbench.py``.
+seed, with the ``commit`` it was made at and ``dirty``: whether the working
+tree had uncommitted changes; rows added by ``--include`` keep their own) and
+``<name>.md`` (the tables, headed by the commits of their rows). The protocol
+is in ``adbench.py``.
 """
 
 from __future__ import annotations
@@ -79,7 +82,7 @@ def main(argv=None) -> pd.DataFrame:
     # The header names the code that runs now, before anything else can change.
     header = report.header("Detection quality on ADBench", command.strip())
     if args.from_csv:
-        results = pd.read_csv(args.out_dir / f"{args.name}.csv")
+        results = report.kept(pd.read_csv(args.out_dir / f"{args.name}.csv"))
         _write_tables(results, args.out_dir / f"{args.name}.md", header)
         return results
 
@@ -109,7 +112,7 @@ def main(argv=None) -> pd.DataFrame:
                 rows.append(row)
                 print(f"{dataset:<24}{name:<38}seed {seed}  AUROC {row['auroc']:.3f}  "
                       f"fit {row['fit_s']:.1f}s", flush=True)
-    results = pd.DataFrame(rows)
+    results = report.stamped(pd.DataFrame(rows))
     if args.include:
         results = pd.concat([results, *_included(args, datasets, seeds, detectors)])
         # a file that itself included another one repeats its rows: keep the first
@@ -124,7 +127,7 @@ def _included(args, datasets, seeds, detectors) -> list[pd.DataFrame]:
     """Rows of earlier runs on the same splits, for detectors not run now."""
     frames = []
     for name in args.include:
-        rows = pd.read_csv(args.out_dir / f"{name}.csv")
+        rows = report.kept(pd.read_csv(args.out_dir / f"{name}.csv"))
         rows = rows[rows["dataset"].isin(datasets) & rows["seed"].isin(seeds)
                     & ~rows["detector"].isin(detectors)]
         frames.append(rows)
@@ -133,7 +136,7 @@ def _included(args, datasets, seeds, detectors) -> list[pd.DataFrame]:
 
 def _write_tables(results: pd.DataFrame, path: Path, header: str) -> None:
     seeds = ", ".join(str(s) for s in sorted(results["seed"].unique()))
-    text = header + (
+    text = header + report.provenance(results, "detector", marked=True) + (
         f"\nProtocol: `benchmarks/adbench.py` (one-class, seeds {seeds}, StandardScaler on "
         "train).\n\n"
     )

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import subprocess
+import sys
 from datetime import datetime, timezone
 from importlib import metadata
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 LIBRARIES = ["sklearn-flowod", "torch", "FrEIA", "scikit-learn", "numpy", "pyod"]
@@ -20,15 +24,141 @@ def _version(name: str) -> str:
         return "not installed"
 
 
-def _commit() -> str:
+#: The ``commit`` of a row read from a result file written before rows recorded it.
+UNKNOWN = "unknown"
+#: The mark of a table column holding rows made with uncommitted changes.
+DIRTY_MARK = " †"
+
+
+@functools.cache
+def this_run() -> tuple[str, bool | None]:
+    """The short hash of HEAD and whether the working tree has uncommitted changes.
+
+    Read once per process (the code that runs is the code at its start) from
+    the repository holding this module; ``("unknown", None)`` without git. A
+    dirty tree is reported on stderr: the rows of the run are marked, not refused.
+    """
+    git = ["git", "-C", str(Path(__file__).resolve().parent)]
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        )
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True)
-        return out.stdout.strip() + ("+uncommitted" if dirty.stdout.strip() else "")
+        out = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, check=True)
+        status = subprocess.run([*git, "status", "--porcelain"], capture_output=True,
+                                text=True, check=True)
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        return UNKNOWN, None
+    commit, dirty = out.stdout.strip(), bool(status.stdout.strip())
+    if dirty:
+        print(f"WARNING: the working tree has uncommitted changes (HEAD {commit}): the "
+              "rows of this run are recorded with dirty=True and flagged in its report.",
+              file=sys.stderr, flush=True)
+    return commit, dirty
+
+
+def _commit() -> str:
+    commit, dirty = this_run()
+    return commit + ("+uncommitted" if dirty else "")
+
+
+def stamped(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` made by this run, with its ``commit`` and ``dirty`` columns.
+
+    Rows that already name their commit (made by a helper process of the run,
+    which read its own) keep it.
+    """
+    commit, dirty = this_run()
+    rows = rows.copy()
+    for column, value in [("commit", commit), ("dirty", dirty)]:
+        rows[column] = rows[column].where(rows[column].notna(), value) if column in rows \
+            else value
+    return rows
+
+
+def _dirty(value) -> bool | None:
+    if isinstance(value, str):
+        return {"true": True, "false": False}.get(value.strip().lower())
+    return None if pd.isna(value) else bool(value)
+
+
+def kept(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows read from an earlier result file, with their own ``commit`` and ``dirty``.
+
+    A file written before rows recorded them gives ``commit`` "unknown" and
+    ``dirty`` None; an older ``commit`` value "<hash>+uncommitted" (the
+    default_fit rows of speed.csv) gives the hash and ``dirty`` True.
+    """
+    rows = rows.copy()
+    commits = rows["commit"] if "commit" in rows else pd.Series(None, rows.index, object)
+    recorded = commits.notna() & (commits.astype(str) != "")
+    legacy = recorded & commits.astype(str).str.endswith("+uncommitted")
+    if "dirty" in rows:
+        dirty = rows["dirty"].map(_dirty)
+    else:  # an older file: a recorded hash without the suffix was clean
+        dirty = recorded.map({True: False, False: None})
+    rows["dirty"] = pd.Series([True if old else value for old, value in zip(legacy, dirty,
+                                                                            strict=True)],
+                              rows.index, object)
+    rows["commit"] = commits.astype(str).str.removesuffix("+uncommitted").where(recorded,
+                                                                                 UNKNOWN)
+    return rows
+
+
+def _dirty_rows(rows: pd.DataFrame) -> np.ndarray:
+    if "dirty" not in rows:
+        return np.zeros(len(rows), dtype=bool)
+    return np.array([_dirty(value) is True for value in rows["dirty"]], dtype=bool)
+
+
+def _rows(n: int) -> str:
+    return f"{n} row" + ("" if n == 1 else "s")
+
+
+def provenance(rows: pd.DataFrame, by: str, marked: bool = False) -> str:
+    """Header lines naming every commit the rows come from and flagging dirty rows.
+
+    Parameters
+    ----------
+    rows : DataFrame
+        Result rows with ``commit`` and ``dirty`` columns (:func:`stamped`,
+        :func:`kept`); without them every row counts as of an unknown commit.
+    by : str
+        The column that says which rows were made with uncommitted changes
+        (for example ``detector`` or ``section``).
+    marked : bool, default=False
+        Whether the tables mark those rows' columns (:func:`mark_dirty`).
+
+    Returns
+    -------
+    str
+        A "rows from commits" list item and, if any row was made from a
+        dirty tree, a WARNING item naming those rows.
+    """
+    commits = (rows["commit"].fillna(UNKNOWN).astype(str).to_numpy() if "commit" in rows
+               else np.full(len(rows), UNKNOWN, dtype=object))
+    dirty = _dirty_rows(rows)
+    labels = pd.Series(np.where(dirty, [f"{c}+uncommitted" for c in commits], commits))
+    counts = labels.value_counts(sort=False)
+    lines = ["- rows from commits: " + ", ".join(
+        f"{commit} ({_rows(n)})" for commit, n in counts.items())]
+    if UNKNOWN in counts:
+        lines[0] += (f"; {UNKNOWN}: kept from a file written before rows recorded their "
+                     "commit (see its git history)")
+    if dirty.any():
+        groups = pd.Series(1, pd.MultiIndex.from_arrays(
+            [rows[by].to_numpy()[dirty], commits[dirty]])).groupby(level=[0, 1],
+                                                                   sort=False).size()
+        named = ", ".join(f"{name} at {commit} ({n})" for (name, commit), n in groups.items())
+        note = f"; marked{DIRTY_MARK} in the tables" if marked else ""
+        n = int(dirty.sum())
+        lines.append(f"- **WARNING: {_rows(n)} {'was' if n == 1 else 'were'} made with uncommitted "
+                     f"changes: {named}; they are not reproducible from their commit{note}**")
+    return "\n".join(lines) + "\n"
+
+
+def mark_dirty(rows: pd.DataFrame, column: str) -> pd.DataFrame:
+    """``rows`` with :data:`DIRTY_MARK` after each value of ``column`` that has a dirty row."""
+    marked = set(rows[column].to_numpy()[_dirty_rows(rows)])
+    return rows.assign(**{column: [f"{v}{DIRTY_MARK}" if v in marked else v
+                                   for v in rows[column]]})
 
 
 def _cpu() -> str:
@@ -43,14 +173,18 @@ def _cpu() -> str:
 
 
 def header(title: str, command: str) -> str:
-    """Run metadata: versions, commit, machine, date and the command."""
+    """Run metadata: versions, commit, machine, date and the command.
+
+    The commit is the code that runs now; the commits of the rows a result
+    file holds (some kept from earlier runs) are listed by :func:`provenance`.
+    """
     versions = ", ".join(f"{name} {_version(name)}" for name in LIBRARIES)
     return "\n".join(
         [
             f"# {title}",
             "",
             f"- generated: {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} by `{command}`",
-            f"- commit: {_commit()}",
+            f"- commit of this run: {_commit()}",
             f"- libraries: {versions}, Python {platform.python_version()}",
             f"- machine: {os.cpu_count()} cores, {_cpu()}",
             f"- thread variables: {_thread_variables()}",
@@ -80,7 +214,11 @@ def markdown_table(frame: pd.DataFrame, float_format: str = "{:.1f}") -> str:
 
 
 def quality_tables(results: pd.DataFrame) -> str:
-    """Per-dataset means over seeds (AUROC, AP, inlier rate), mean and rank rows."""
+    """Per-dataset means over seeds (AUROC, AP, inlier rate), mean and rank rows.
+
+    A detector with rows made from a dirty tree is marked (:func:`mark_dirty`).
+    """
+    results = mark_dirty(results, "detector")
     parts = []
     for metric, label in [("auroc", "AUROC (x100)"), ("ap", "Average precision (x100)")]:
         table = results.pivot_table(index="dataset", columns="detector", values=metric) * 100

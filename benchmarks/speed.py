@@ -10,7 +10,8 @@ networks are small, one thread per process is their fastest use of a core,
 and the matmul rate and every MFU then refer to one core).
 
 Writes ``benchmarks/results/speed.csv`` (one row per measurement, a
-``section`` column says which), ``speed.md`` (the tables) and
+``section`` column says which, ``commit`` and ``dirty`` the code it was
+made with; rows kept by ``--update`` keep their own), ``speed.md`` (the tables) and
 ``docs/figures/speed_fit_time.png`` (fit time against the number of rows).
 Sections:
 
@@ -420,8 +421,7 @@ def default_fit(grid: dict, user_threads: dict[str, str | None], log) -> list[di
         subprocess.run(command, check=True, env=_user_environment(user_threads),
                        cwd=Path(__file__).resolve().parent.parent)
         rows = json.loads(out.read_text())
-    commit = report._commit()
-    return [{"section": "default_fit", **row, "commit": commit} for row in rows]
+    return [{"section": "default_fit", **row} for row in rows]
 
 
 # ---------------------------------------------------------------------- #
@@ -730,8 +730,9 @@ def main(argv=None) -> pd.DataFrame:
     else:
         rates = {"float32": matmul_rate(torch.float32), "float64": matmul_rate(torch.float64),
                  "threads": torch.get_num_threads()}
-    rows = [{"section": "matmul", "detector": "", "dtype": dtype, "flops_per_s": rates[dtype],
-             "torch_threads": rates["threads"]} for dtype in ["float32", "float64"]]
+    rows = [] if earlier is not None else [
+        {"section": "matmul", "detector": "", "dtype": dtype, "flops_per_s": rates[dtype],
+         "torch_threads": rates["threads"]} for dtype in ["float32", "float64"]]
     for section in args.sections:
         if section == "throughput":
             rows += throughput(grid, rates, log)
@@ -751,15 +752,19 @@ def main(argv=None) -> pd.DataFrame:
             torch.set_num_threads(default_threads)
             rows += distributed(grid, log)
             torch.set_num_threads(args.threads)
-    page += f"- duration of the run: {(time.perf_counter() - started) / 60:.0f} min\n\n"
-    results = pd.DataFrame(rows)
+    page += f"- duration of the run: {(time.perf_counter() - started) / 60:.0f} min\n"
+    results = report.stamped(pd.DataFrame(rows))
+    if earlier is not None:  # the kept rows (the matmul rates first) keep their commits
+        earlier = report.kept(earlier)
+        matmul = earlier["section"] == "matmul"
+        kept = earlier[~matmul & ~earlier["section"].isin(args.sections)]
+        results = pd.concat([earlier[matmul], results, kept], ignore_index=True)
+    page += report.provenance(results, "section")
     if earlier is not None:
-        kept = earlier[~earlier["section"].isin(["matmul", *args.sections])]
-        results = pd.concat([results, kept], ignore_index=True)
-        page += ("Sections " + ", ".join(sorted(set(kept["section"]))) + " and the matmul "
+        page += ("\nSections " + ", ".join(sorted(set(kept["section"]))) + " and the matmul "
                  "rates are kept from an earlier run (see the git history of this file for "
-                 "its header).\n\n")
-    page += _tables(results, rates)
+                 "its header).\n")
+    page += "\n" + _tables(results, rates)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     # enough digits that a later --update renders the kept sections unchanged
     results.to_csv(csv_path, index=False, float_format="%.10g")

@@ -218,3 +218,63 @@ def test_ab_marks_default_cells_slower_than_their_noise():
     assert not table.loc["batch 4096", "slower_than_noise"]
     within = compare(old, run("new 1", 99.0, 99.0)).set_index("setup")
     assert not within.loc["batch 256", "slower_than_noise"]
+
+
+RESULT_CSV = """dataset,detector,seed,auroc,ap,inlier_rate,fit_s,score_s,commit,dirty
+a,FlowDetector,0,0.9,0.5,0.9,1.0,0.1,abc1234,False
+b,FlowDetector,0,0.8,0.4,0.9,1.0,0.1,abc1234,False
+a,IsolationForest,0,0.7,0.3,0.9,0.1,0.1,def5678,True
+b,IsolationForest,0,0.6,0.2,0.9,0.1,0.1,def5678,False
+"""
+
+
+def test_the_quality_report_names_every_commit_of_its_rows_and_flags_dirty_ones(tmp_path):
+    from benchmarks import quality
+
+    (tmp_path / "mixed.csv").write_text(RESULT_CSV)
+    quality.main(["--from-csv", "--name", "mixed", "--out-dir", str(tmp_path)])
+    page = (tmp_path / "mixed.md").read_text()
+    assert ("- rows from commits: abc1234 (2 rows), def5678+uncommitted (1 row), "
+            "def5678 (1 row)") in page
+    assert ("WARNING: 1 row was made with uncommitted changes: IsolationForest at "
+            "def5678 (1)") in page
+    # the column holding the dirty row is marked, the clean detector's is not
+    assert "| dataset | FlowDetector | IsolationForest † |" in page
+
+
+def test_rows_kept_from_earlier_files_keep_their_commits_or_say_unknown():
+    import io
+
+    import pandas as pd
+
+    from benchmarks import report
+
+    rows = report.kept(pd.read_csv(io.StringIO(RESULT_CSV)))
+    assert list(rows["commit"]) == ["abc1234", "abc1234", "def5678", "def5678"]
+    assert list(rows["dirty"]) == [False, False, True, False]
+    # a file older than the columns; an older commit column with its dirty suffix
+    old = report.kept(pd.DataFrame({"section": ["a", "b", "c"],
+                                    "commit": ["e18ea6f", None, "e18ea6f+uncommitted"]}))
+    assert list(old["commit"]) == ["e18ea6f", report.UNKNOWN, "e18ea6f"]
+    assert list(old["dirty"]) == [False, None, True]
+    lines = report.provenance(old, "section")
+    assert "e18ea6f (1 row), unknown (1 row), e18ea6f+uncommitted (1 row)" in lines
+    assert "WARNING: 1 row was made with uncommitted changes: c at e18ea6f (1)" in lines
+    bare = report.kept(pd.DataFrame({"detector": ["A"]}))
+    assert list(bare["commit"]) == [report.UNKNOWN] and list(bare["dirty"]) == [None]
+
+
+def test_rows_made_now_record_this_runs_commit(monkeypatch):
+    import pandas as pd
+
+    from benchmarks import report
+
+    monkeypatch.setattr(report, "this_run", lambda: ("1234abc", True))
+    # a helper process's rows name their own commit
+    rows = report.stamped(pd.DataFrame({"section": ["speed", "default_fit"],
+                                        "commit": [None, "fedcba9"], "dirty": [None, False]}))
+    assert list(rows["commit"]) == ["1234abc", "fedcba9"]
+    assert list(rows["dirty"]) == [True, False]
+    clean = report.stamped(pd.DataFrame({"detector": ["A"]}))
+    assert list(clean["commit"]) == ["1234abc"] and list(clean["dirty"]) == [True]
+    assert "WARNING" not in report.provenance(clean.assign(dirty=False), "detector")
