@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import warnings
 
 import torch
 
@@ -54,3 +55,37 @@ def resolve_device(device: str | torch.device) -> torch.device:
             f"device={device!r} is not supported; use 'auto', 'cpu', 'cuda' or 'cuda:N'."
         )
     return resolved
+
+
+def loadable_device(device: torch.device) -> torch.device:
+    """The device a model saved on ``device`` is loaded onto on this machine.
+
+    ``device`` itself when this machine has it; else, with a warning,
+    ``cuda:0`` for a CUDA device whose index this machine lacks (a model
+    fitted on ``cuda:1`` loaded where there is one GPU), or the CPU when
+    CUDA is not available at all.
+
+    Parameters
+    ----------
+    device : torch.device
+        The device the model was fitted on.
+
+    Returns
+    -------
+    device : torch.device
+    """
+    if device.type != "cuda":
+        return device
+    if not torch.cuda.is_available():
+        fallback, reason = torch.device("cpu"), "CUDA is not available here"
+    elif (device.index or 0) >= torch.cuda.device_count():
+        fallback = torch.device("cuda:0")
+        reason = f"this machine has only {torch.cuda.device_count()} CUDA device(s)"
+    else:
+        return device
+    warnings.warn(
+        f"This detector was fitted on {device} but {reason}; it is loaded on {fallback}.",
+        UserWarning,
+        stacklevel=3,
+    )
+    return fallback

@@ -18,11 +18,12 @@ from sklearn.base import BaseEstimator, OutlierMixin, _fit_context
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from ._device import resolve_device
 from ._engine.batches import scoring_rows
 from ._engine.threads import n_threads, torch_threads, work_macs
+from ._input import check_rows, dense_rows, model_input
 from ._persistence import ModulePersistence
 from ._random import derive_seed
 from .callbacks import Callback, EarlyStopping, ProgressBar
@@ -120,6 +121,18 @@ class BaseDeepDetector(ModulePersistence, OutlierMixin, BaseEstimator, metaclass
 
     #: The network sees standardised data divided by this number.
     _input_divisor = 1.0
+    #: Class constants that scoring depends on. ``fit`` copies each into the
+    #: fitted state as ``name + "_"`` (e.g. ``_input_divisor_``), which is what
+    #: training and scoring read, so a pickled model keeps its own values.
+    _scoring_constants: tuple[str, ...] = ("_input_divisor",)
+    #: Attributes a detector sets for one fit only (auxiliary tensors, references
+    #: to the training rows): removed when ``fit`` ends, whether it succeeds or raises.
+    _fit_temporaries: tuple[str, ...] = ()
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True  # densified for training, batch by batch for scoring
+        return tags
 
     # ------------------------------------------------------------------ #
     # Training
@@ -163,9 +176,12 @@ class BaseDeepDetector(ModulePersistence, OutlierMixin, BaseEstimator, metaclass
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Training data. Pandas DataFrames are accepted; their column names
-            are stored in ``feature_names_in_``.
+            are stored in ``feature_names_in_``. A scipy sparse matrix (e.g.
+            one-hot encoded columns) is densified here, since the network
+            trains on a dense tensor: it needs the memory of the dense
+            array. Scoring densifies sparse input one batch at a time.
         y : Ignored
             Not used, present for API consistency by convention.
 
@@ -182,15 +198,17 @@ class BaseDeepDetector(ModulePersistence, OutlierMixin, BaseEstimator, metaclass
         Called once the scaler is fitted (``X`` is the validated training
         data), before the network is trained. A detector whose ``fit`` takes
         data-like keywords (e.g. ``X_aux``) validates and stores them here;
-        ``_after_training`` should drop whatever need not outlive the fit.
+        what need not outlive the fit is named in ``_fit_temporaries``.
         """
         if fit_params:
             raise TypeError(f"Unexpected fit parameters: {sorted(fit_params)}.")
 
     def _fit(self, X, **fit_params):
         """The body of ``fit``; ``fit_params`` go to :meth:`_use_fit_params`."""
-        X = self._validate_input(X, reset=True)
+        X = dense_rows(self._validate_input(X, reset=True))
         self.device_ = resolve_device(self.device)
+        for name in self._scoring_constants:
+            setattr(self, name + "_", getattr(type(self), name))
         seed = derive_seed(self.random_state)
         self._fit_scaler(X)
         self._module_config_ = self._module_config(self._model_features(X.shape[1]))
@@ -200,14 +218,18 @@ class BaseDeepDetector(ModulePersistence, OutlierMixin, BaseEstimator, metaclass
         # forward and backward passes of one batch
         threads = n_threads(self.n_jobs, work_macs(module, self.batch_size, passes=3))
         with torch_threads(threads):
-            self._use_fit_params(X, generator, **fit_params)
-            X_train, X_val = self._split_validation(X, seed)
-            X_train = self._to_model_input(X_train, torch.float32, generator)
-            if X_val is not None:
-                X_val = self._to_model_input(X_val, torch.float32, generator)
-            self._before_training(module, X_train, X_val, generator)
-            history = self._train(module, self._loss, X_train, X_val, generator)
-            self._after_training(module, X_train, X_val)
+            try:
+                self._use_fit_params(X, generator, **fit_params)
+                X_train, X_val = self._split_validation(X, seed)
+                X_train = self._to_model_input(X_train, torch.float32, generator)
+                if X_val is not None:
+                    X_val = self._to_model_input(X_val, torch.float32, generator)
+                self._before_training(module, X_train, X_val, generator)
+                history = self._train(module, self._loss, X_train, X_val, generator)
+                self._after_training(module, X_train, X_val)
+            finally:
+                for name in self._fit_temporaries:
+                    self.__dict__.pop(name, None)
         self.module_ = self._finish_module(module)
         self._store_history(history)
         if self.contamination == "auto":
@@ -220,8 +242,7 @@ class BaseDeepDetector(ModulePersistence, OutlierMixin, BaseEstimator, metaclass
         return self
 
     def _validate_input(self, X, *, reset: bool) -> np.ndarray:
-        return validate_data(self, X, reset=reset, dtype=[np.float64, np.float32],
-                             ensure_min_samples=2 if reset else 1)
+        return check_rows(self, X, reset=reset, min_samples=2 if reset else 1)
 
     def _fit_scaler(self, X: np.ndarray) -> None:
         scaler = StandardScaler(with_mean=self.standardize, with_std=self.standardize).fit(X)
@@ -245,7 +266,8 @@ class BaseDeepDetector(ModulePersistence, OutlierMixin, BaseEstimator, metaclass
     def _to_model_input(self, X, dtype, generator=None) -> torch.Tensor:
         """Standardise rows of ``X`` on the device and pad 1-D data.
 
-        The network sees ``(X - mean_) / (scale_ * _input_divisor)``.
+        The network sees ``(X - mean_) / (scale_ * _input_divisor_)``; rows
+        of a sparse matrix are densified here.
 
         A single feature is completed with a second, independent column: for
         training, standard normal noise drawn from ``generator`` (the network
@@ -253,23 +275,8 @@ class BaseDeepDetector(ModulePersistence, OutlierMixin, BaseEstimator, metaclass
         for scoring (``generator=None``), the noise's centre 0. The padding
         column is documented in the detectors as a property of 1-D data.
         """
-        if isinstance(X, np.ndarray) and not (X.flags.writeable and min(X.strides) >= 0):
-            X = np.array(X)  # torch cannot wrap read-only memory or reversed views
-        # standardised in float64, then cast: a column with a large offset (a
-        # timestamp) keeps its variation in float32
-        x = torch.as_tensor(X, device=self.device_).to(torch.float64, copy=True)
-        mean = torch.as_tensor(self.mean_, dtype=torch.float64, device=self.device_)
-        scale = torch.as_tensor(self.scale_ * self._input_divisor, dtype=torch.float64,
-                                device=self.device_)
-        x = x.sub_(mean).div_(scale).to(dtype)
-        if x.shape[1] == 1:
-            if generator is None:
-                pad = torch.zeros_like(x)
-            else:
-                pad = torch.randn(x.shape, generator=generator, device=self.device_, dtype=dtype)
-                pad /= self._input_divisor
-            x = torch.cat([x, pad], dim=1)
-        return x
+        return model_input(X, self.mean_, self.scale_ * self._input_divisor_,
+                           self._input_divisor_, self.device_, dtype, generator)
 
     def _store_history(self, history: TrainingHistory) -> None:
         self.loss_curve_ = history.loss_curve
@@ -318,7 +325,7 @@ class BaseDeepDetector(ModulePersistence, OutlierMixin, BaseEstimator, metaclass
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             The samples to score.
 
         Returns
@@ -332,7 +339,7 @@ class BaseDeepDetector(ModulePersistence, OutlierMixin, BaseEstimator, metaclass
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             The samples to score.
 
         Returns
@@ -347,7 +354,7 @@ class BaseDeepDetector(ModulePersistence, OutlierMixin, BaseEstimator, metaclass
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             The samples to score.
 
         Returns
@@ -362,7 +369,7 @@ class BaseDeepDetector(ModulePersistence, OutlierMixin, BaseEstimator, metaclass
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             The samples to classify.
 
         Returns

@@ -232,3 +232,10 @@ def test_auto_clamp_warms_up_for_a_fraction_of_the_epochs():
     given = _RecordingContrastiveFlow(**{**SMALL, "max_epochs": 8}, clamp=-4.0,
                                       validation_fraction=None).fit(X)
     assert len(given.histories_) == 1  # a given clamp needs no warm-up
+
+
+@pytest.mark.parametrize("clamp", [np.nan, np.inf, -np.inf])
+def test_non_finite_clamp_is_rejected_before_training(clamp):
+    X = np.random.RandomState(0).normal(size=(50, 2))
+    with pytest.raises(ValueError, match="'clamp' parameter .* range \\(-inf, inf\\)"):
+        ContrastiveFlowDetector(clamp=clamp, **SMALL).fit(X)

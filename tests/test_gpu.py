@@ -49,6 +49,16 @@ def test_gpu_model_loads_on_a_cpu_only_machine(detector, monkeypatch):
     np.testing.assert_allclose(loaded.score_samples(X), expected, rtol=1e-6, atol=1e-6)
 
 
+def test_model_fitted_on_a_missing_gpu_index_loads_on_the_first_gpu(detector):
+    det = clone(detector).set_params(device="cuda").fit(X)
+    expected = det.score_samples(X)
+    det.device_ = torch.device(f"cuda:{torch.cuda.device_count()}")  # as if fitted elsewhere
+    with pytest.warns(UserWarning, match="CUDA device"):
+        loaded = pickle.loads(pickle.dumps(det))
+    assert loaded.device_ == torch.device("cuda:0")
+    np.testing.assert_allclose(loaded.score_samples(X), expected, rtol=1e-12)
+
+
 def test_same_seed_same_scores_on_the_gpu(detector):
     a = clone(detector).set_params(device="cuda", random_state=1).fit(X)
     b = clone(detector).set_params(device="cuda", random_state=1).fit(X)

@@ -3,6 +3,7 @@
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import sklearn
 import torch
@@ -258,3 +259,26 @@ def test_default_general_distribution_ranks_far_outliers_as_outliers(seed):
     narrow = LikelihoodRatioDetector(**budget, auxiliary=FeaturePermutation()).fit(X)
     assert roc_auc_score(y, -default.score_samples(X)) > 0.7
     assert roc_auc_score(y, -narrow.score_samples(X)) < 0.2
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_likelihood_ratio_is_refused_as_general_model(frozen):
+    X = np.random.RandomState(0).normal(size=(60, 2))
+    aux_model = LikelihoodRatioDetector(**SMALL)
+    if frozen:
+        aux_model = FrozenEstimator(aux_model)
+    with pytest.raises(TypeError, match="not be another LikelihoodRatioDetector"):
+        LikelihoodRatioDetector(aux_model=aux_model, **SMALL).fit(X)
+
+
+def test_frozen_general_model_needs_the_same_feature_names():
+    rng = np.random.RandomState(0)
+    frame = pd.DataFrame(rng.normal(size=(60, 3)), columns=["a", "b", "c"])
+    general = FrozenEstimator(FlowDetector(**SMALL).fit(frame))
+    ratio = LikelihoodRatioDetector(aux_model=general, **SMALL)
+    for columns in (["a", "c", "b"], ["a", "b", "x"]):
+        renamed = frame.copy()
+        renamed.columns = columns
+        with pytest.raises(ValueError, match="feature names should match"):
+            clone(ratio).fit(renamed)
+    assert clone(ratio).fit(frame).score_samples(frame).shape == (60,)

@@ -6,6 +6,8 @@ import warnings
 
 import numpy as np
 
+from .._input import dense_rows
+
 #: Standardised X_aux whose per-feature mean or spread is further than this from
 #: the training data's (in units of its standard deviation, or as a factor) is
 #: reported as probably on another scale.
@@ -37,7 +39,7 @@ def check_aux_data(detector, X: np.ndarray, X_aux) -> np.ndarray:
         statistics, its mean or spread is on a very different scale (a
         routed ``X_aux`` is not transformed by earlier pipeline steps).
     """
-    X_aux = detector._validate_input(X_aux, reset=False)
+    X_aux = dense_rows(detector._validate_input(X_aux, reset=False))
     if X_aux.shape[0] == X.shape[0]:
         warnings.warn(
             "X_aux has as many rows as X: cross-validation (e.g. GridSearchCV) "

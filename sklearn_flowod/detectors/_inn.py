@@ -56,8 +56,8 @@ class BaseINNDetector(BaseDeepDetector):
         return dataclasses.replace(
             super()._training_config(),
             max_grad_norm=self.max_grad_norm,
-            # the network sees standardised data divided by _input_divisor
-            noise_std=self.noise_std / self._input_divisor,
+            # the network sees standardised data divided by _input_divisor_
+            noise_std=self.noise_std / self._input_divisor_,
             compile=self.compile,
         )
 

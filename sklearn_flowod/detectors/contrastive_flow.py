@@ -218,11 +218,13 @@ class ContrastiveFlowDetector(BaseFlowDetector):
 
     _parameter_constraints: dict = {
         **BaseFlowDetector._parameter_constraints,
-        "clamp": [Real, StrOptions({"auto"})],
+        # a finite threshold: NaN or an infinity would make the loss non-finite
+        "clamp": [Interval(Real, None, None, closed="neither"), StrOptions({"auto"})],
         "warm_up_fraction": [Interval(Real, 0, 1, closed="neither")],
         "auxiliary": [HasMethods(["fit", "sample"]), None],
         "aux_weight": [Interval(Real, 0, None, closed="left")],
     }
+    _fit_temporaries = ("_aux_data", "_clamp")
 
     def __init__(self, *, clamp="auto", warm_up_fraction=0.25, auxiliary=None, aux_weight=1.0,
                  n_blocks=8, hidden_size=64, affine_clamping=2.0, global_affine_init=1.0,
@@ -264,8 +266,9 @@ class ContrastiveFlowDetector(BaseFlowDetector):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data (mostly normal).
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data (mostly normal); a sparse matrix is densified for
+            training (see :meth:`FlowDetector.fit`).
         y : Ignored
             Not used, present for API consistency by convention.
         X_aux : array-like of shape (n_aux, n_features) or None, default=None
@@ -347,7 +350,3 @@ class ContrastiveFlowDetector(BaseFlowDetector):
         with torch.inference_mode():
             log_p = flow_log_density(module, X_train)
         return float(np.quantile(log_p.cpu().numpy(), 0.1)) - AUTO_CLAMP_OFFSET
-
-    def _after_training(self, module, X_train, X_val) -> None:
-        del self._aux_data  # the standardised X_aux is not part of the model
-        del self._clamp

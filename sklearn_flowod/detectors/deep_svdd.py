@@ -235,6 +235,7 @@ class DeepSVDDDetector(BaseDeepDetector):
         "warm_up_epochs": [Interval(Integral, 0, None, closed="left")],
         "pretrain_epochs": [Interval(Integral, 0, None, closed="left")],
     }
+    _fit_temporaries = ("_radius_data",)
 
     def __init__(self, *, objective="one-class", nu=0.1, hidden_sizes=(256,),
                  representation_size=128, center_eps=0.1, warm_up_epochs=10, pretrain_epochs=0,
@@ -334,7 +335,6 @@ class DeepSVDDDetector(BaseDeepDetector):
         return callbacks
 
     def _after_training(self, module, X_train, X_val):
-        del self._radius_data
         # Both objectives: R from the final network (the objective's own
         # sphere for soft-boundary, the "auto" boundary for one-class).
         # (in float64, as scoring compares float64 distances with it)

@@ -52,7 +52,7 @@ class BaseFlowDetector(BaseINNDetector):
 
         ``-sum(log scale_)``: the standardisation's log-determinant.
         """
-        return -float(np.sum(np.log(self.scale_ * self._input_divisor)))
+        return -float(np.sum(np.log(self.scale_ * self._input_divisor_)))
 
     def _anomaly_score(self, module, batch):
         return self._negative_log_density(module, batch)
@@ -66,8 +66,10 @@ class BaseFlowDetector(BaseINNDetector):
             return -(self._padded_marginal(module, batch) + self._input_space_correction())
         return -(flow_log_density(module, batch) + self._input_space_correction())
 
-    #: Gauss-Hermite nodes over the padding column of 1-D data.
+    #: Gauss-Hermite nodes over the padding column of 1-D data (kept in the
+    #: fitted state as ``_n_padding_nodes_``).
     _n_padding_nodes = 24
+    _scoring_constants = (*BaseINNDetector._scoring_constants, "_n_padding_nodes")
 
     def _padded_marginal(self, module, batch):
         """Log-density of 1-D data: the learned joint integrated over the padding column.
@@ -76,18 +78,18 @@ class BaseFlowDetector(BaseINNDetector):
         Gauss-Hermite nodes ``s_i`` and weights ``w_i`` for the weight
         ``exp(-s^2 / 2)`` (the padding's standard normal, up to its constant).
         """
-        nodes, weights = np.polynomial.hermite_e.hermegauss(self._n_padding_nodes)
+        nodes, weights = np.polynomial.hermite_e.hermegauss(self._n_padding_nodes_)
         nodes = torch.as_tensor(nodes, dtype=batch.dtype, device=batch.device)
         log_w = torch.as_tensor(
             np.log(weights) + 0.5 * nodes.cpu().numpy() ** 2, dtype=batch.dtype,
             device=batch.device,
         )
         n_rows = batch.shape[0]
-        x = batch[:, :1].repeat(self._n_padding_nodes, 1)
-        s = nodes.repeat_interleave(n_rows)[:, None] / self._input_divisor
+        x = batch[:, :1].repeat(self._n_padding_nodes_, 1)
+        s = nodes.repeat_interleave(n_rows)[:, None] / self._input_divisor_
         log_p = flow_log_density(module, torch.cat([x, s], dim=1))
-        log_p = log_p.reshape(self._n_padding_nodes, n_rows) + log_w[:, None]
-        return torch.logsumexp(log_p, dim=0) - math.log(self._input_divisor)
+        log_p = log_p.reshape(self._n_padding_nodes_, n_rows) + log_w[:, None]
+        return torch.logsumexp(log_p, dim=0) - math.log(self._input_divisor_)
 
     def _auto_offset(self, X: np.ndarray) -> float:
         """Tukey's lower fence of the training log-densities: Q1 - 1.5 IQR."""

@@ -52,9 +52,11 @@ class LikelihoodRatioDetector(BaseFlowDetector):
         The general model. ``None``: a :class:`~sklearn_flowod.FlowDetector`
         with this detector's architecture and training parameters, fitted
         on the auxiliary data. A ``FrozenEstimator`` around a fitted flow
-        detector of this package: used as it is (never refitted). Another
-        (unfitted) flow detector of this package: cloned and fitted on the
-        auxiliary data.
+        detector of this package: used as it is (never refitted); when both
+        it and X have feature names, they must be the same, in the same
+        order. Another (unfitted) flow detector of this package: cloned and
+        fitted on the auxiliary data. A ``LikelihoodRatioDetector`` (whose
+        score is a ratio, not a density) is refused.
     auxiliary : generator or None, default=None
         Transformer with ``fit``/``transform`` (see
         :mod:`sklearn_flowod.auxiliary`) that makes the auxiliary data from
@@ -233,6 +235,7 @@ class LikelihoodRatioDetector(BaseFlowDetector):
         "outlier_weight": [Interval(Real, 0, None, closed="left")],
         "outlier_temperature": [Interval(Real, 0, None, closed="neither")],
     }
+    _fit_temporaries = ("_outlier_data",)
 
     def __init__(self, *, aux_model=None, auxiliary=None, outlier_weight=0.0,
                  outlier_temperature=1.0, n_blocks=8, hidden_size=64, affine_clamping=2.0,
@@ -274,8 +277,9 @@ class LikelihoodRatioDetector(BaseFlowDetector):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data (mostly normal).
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data (mostly normal); a sparse matrix is densified for
+            training (see :meth:`FlowDetector.fit`).
         y : Ignored
             Not used, present for API consistency by convention.
         X_aux : array-like of shape (n_aux, n_features) or None, default=None
@@ -327,6 +331,7 @@ class LikelihoodRatioDetector(BaseFlowDetector):
                     f"The frozen aux_model was fitted on {flow.n_features_in_} features, "
                     f"but X has {X.shape[1]}."
                 )
+            self._check_feature_names(flow)
             return self.aux_model
         if self.aux_model is None:
             own = self.get_params(deep=False)
@@ -337,8 +342,24 @@ class LikelihoodRatioDetector(BaseFlowDetector):
             self._check_flow(flow)
         return flow.fit(X_aux)
 
+    def _check_feature_names(self, flow) -> None:
+        """The general model reads columns by position: its names must be X's, in order."""
+        names = getattr(self, "feature_names_in_", None)
+        frozen = getattr(flow, "feature_names_in_", None)
+        if names is not None and frozen is not None and not np.array_equal(names, frozen):
+            raise ValueError(
+                "The feature names should match those that were passed to the frozen "
+                f"aux_model's fit (same names, same order): it was fitted on "
+                f"{list(frozen)}, but X has {list(names)}."
+            )
+
     @staticmethod
     def _check_flow(flow) -> None:
+        if isinstance(flow, LikelihoodRatioDetector):
+            raise TypeError(
+                "aux_model must model a density, not be another LikelihoodRatioDetector "
+                "(whose scores are a log-likelihood ratio); use a FlowDetector."
+            )
         if not isinstance(flow, BaseFlowDetector):
             raise TypeError(
                 "aux_model must be a flow detector of sklearn_flowod (e.g. FlowDetector), "
@@ -362,8 +383,8 @@ class LikelihoodRatioDetector(BaseFlowDetector):
         """
         log_p = flow_log_density(module, batch) + self._input_space_correction()
         if self.n_features_in_ == 1:
-            padding = batch[:, 1:] * self._input_divisor
-            log_p = log_p - standard_normal_log_density(padding) + math.log(self._input_divisor)
+            padding = batch[:, 1:] * self._input_divisor_
+            log_p = log_p - standard_normal_log_density(padding) + math.log(self._input_divisor_)
         return log_p
 
     def _loss(self, module, batch, generator):
@@ -379,14 +400,11 @@ class LikelihoodRatioDetector(BaseFlowDetector):
         outlier_loss = -torch.nn.functional.logsigmoid(logit).mean()
         return loss + self.outlier_weight * outlier_loss / batch.shape[1]
 
-    def _after_training(self, module, X_train, X_val) -> None:
-        del self._outlier_data  # the auxiliary sample is not part of the model
-
     def _to_general_input(self, batch: torch.Tensor) -> torch.Tensor:
         """Re-standardise a model-space batch for the general flow (on its device)."""
         n_features = self.n_features_in_
         mean = torch.as_tensor(self.mean_, dtype=batch.dtype, device=batch.device)
-        scale = torch.as_tensor(self.scale_ * self._input_divisor, dtype=batch.dtype,
+        scale = torch.as_tensor(self.scale_ * self._input_divisor_, dtype=batch.dtype,
                                 device=batch.device)
         raw = batch[:, :n_features] * scale + mean
         general = self._general_flow()
