@@ -1,9 +1,10 @@
-"""The measuring tools of the speed benchmark (the quick quality run is in CI)."""
+"""The measuring tools of the speed benchmark and a smoke run of the quality runner."""
 
 import math
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -218,3 +219,24 @@ def test_ab_marks_default_cells_slower_than_their_noise():
     assert not table.loc["batch 4096", "slower_than_noise"]
     within = compare(old, run("new 1", 99.0, 99.0)).set_index("setup")
     assert not within.loc["batch 256", "slower_than_noise"]
+
+
+def test_the_quality_runner_writes_its_tables(tmp_path, capsys):
+    # a smoke run of `python -m benchmarks.quality` in seconds: the package's synthetic
+    # table (no ADBench files needed), one seed, a peer and a package detector at its
+    # default budget
+    from benchmarks import quality
+
+    results = quality.main(["--datasets", adbench.SYNTHETIC, "--detectors", "IsolationForest",
+                            "FlowDetector", "--seeds", "0", "--name", "smoke",
+                            "--out-dir", str(tmp_path)])
+    assert sorted(results["detector"]) == ["FlowDetector", "IsolationForest"]
+    assert set(results["dataset"]) == {adbench.SYNTHETIC} and set(results["seed"]) == {0}
+    assert results["auroc"].between(0.8, 1.0).all()  # both detect the synthetic frauds
+    assert (results["fit_s"] > 0).all()
+    written = pd.read_csv(tmp_path / "smoke.csv")
+    assert sorted(written["detector"]) == ["FlowDetector", "IsolationForest"]
+    table = (tmp_path / "smoke.md").read_text()
+    assert "python -m benchmarks.quality --datasets" in table
+    assert "FlowDetector" in table and "IsolationForest" in table
+    assert "AUROC 0." in capsys.readouterr().out
