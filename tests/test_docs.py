@@ -39,3 +39,36 @@ def test_every_figure_is_shown_and_small():
     for figure in figures:
         assert f"figures/{figure.name}" in pages, f"{figure.name} is on no page"
         assert figure.stat().st_size < 200_000, f"{figure.name} is larger than 200 KB"
+
+
+#: A measured number written by hand: a time ("3.5 s", "120 ms") or a score with
+#: three or more decimals ("0.006", "0.913"); such numbers go stale, the generated
+#: result files (benchmarks/results/, included in docs/benchmarks/) do not.
+HAND_WRITTEN_MEASUREMENT = re.compile(r"\b\d+(?:\.\d+)? ?(?:s|ms|seconds)\b|\b0\.\d{3,}\b")
+
+
+def _detector_docstrings():
+    import inspect
+
+    import sklearn_flowod
+    from sklearn_flowod.base import BaseDeepDetector
+
+    for name in sklearn_flowod.__all__:
+        obj = getattr(sklearn_flowod, name)
+        if inspect.isclass(obj) and issubclass(obj, BaseDeepDetector):
+            yield name, inspect.getdoc(obj)
+
+
+@pytest.mark.parametrize("name,doc", list(_detector_docstrings()))
+def test_detector_docstrings_quote_no_measurements(name, doc):
+    doc = doc.split("Examples\n--------", 1)[0]  # doctest outputs are checked, not quoted
+    assert not HAND_WRITTEN_MEASUREMENT.findall(doc), name
+
+
+def test_the_devices_page_restates_no_private_constants():
+    page = (DOCS / "devices.md").read_text()
+    assert "sklearn_flowod._" not in page
+    # the package's constants (CPU_MAX_ROWS and the like); environment variables are fine
+    constants = set(re.findall(r"\b[A-Z]+(?:_[A-Z]+)+\b", page)) - {"CUDA_VISIBLE_DEVICES"}
+    assert not constants
+    assert not HAND_WRITTEN_MEASUREMENT.findall(page)
