@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Create (or reuse) .venv and install the package with the given extras,
-# pinning torch to the CPU wheel through constraints.txt.
+# Create (or reuse) .venv and install the package with the given extras at the
+# versions pinned in constraints.txt. The pins are versions, not builds: pip's
+# default torch wheel on Linux x86-64 is the CUDA build; a torch of the pinned
+# version already in .venv (e.g. 2.13.0+cpu from the CPU index, see README.md)
+# is kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-}"

@@ -8,6 +8,8 @@ and may override any of the four methods of :class:`Callback`.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import math
 
@@ -91,20 +93,53 @@ class CosineSchedule(Callback):
             group["lr"] = learning_rate
 
 
+#: The name a :class:`ProgressBar` without its own ``description`` shows.
+_description = contextvars.ContextVar("sklearn_flowod_progress_description",
+                                      default="training")
+
+
+@contextlib.contextmanager
+def progress_description(description: str):
+    """Name the progress bars of the fits run inside the block.
+
+    A detector that trains several models in one ``fit`` (the likelihood
+    ratio's general and in-distribution flows) names each model's bar, also
+    when the model is a detector of its own whose callbacks it does not build.
+    A bar's own ``description`` takes precedence.
+    """
+    token = _description.set(description)
+    try:
+        yield
+    finally:
+        _description.reset(token)
+
+
 class ProgressBar(Callback):
     """A tqdm bar over the epochs, or, without tqdm, one INFO record per epoch.
 
     The records go to the ``"sklearn_flowod"`` logger; whether and where they
-    are shown is the application's logging configuration.
+    are shown is the application's logging configuration (the package adds no
+    handler and sets no level).
+
+    Parameters
+    ----------
+    description : str or None, default=None
+        The bar's label and the records' prefix. ``None`` takes the name set
+        by :func:`progress_description` around the fit, ``"training"`` by
+        default.
     """
 
+    def __init__(self, description: str | None = None):
+        self.description = description
+
     def on_train_begin(self, state) -> None:
+        self.label = _description.get() if self.description is None else self.description
         try:
             from tqdm.auto import tqdm
         except ImportError:
             self.bar = None
         else:
-            self.bar = tqdm(total=state.config.max_epochs, desc="training", unit="epoch",
+            self.bar = tqdm(total=state.config.max_epochs, desc=self.label, unit="epoch",
                             leave=False)
 
     def on_check(self, state) -> None:
@@ -115,7 +150,7 @@ class ProgressBar(Callback):
         if state.validation_loss is not None:
             message += f", validation loss {state.validation_loss:.5g}"
         if self.bar is None:
-            logger.info("epoch %d: %s", history.n_epochs, message)
+            logger.info("%s, epoch %d: %s", self.label, history.n_epochs, message)
         else:
             self.bar.update(1)
             self.bar.set_postfix_str(message)

@@ -1,9 +1,10 @@
-"""The measuring tools of the speed benchmark (the quick quality run is in CI)."""
+"""The measuring tools of the speed benchmark and a smoke run of the quality runner."""
 
 import math
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -278,3 +279,24 @@ def test_rows_made_now_record_this_runs_commit(monkeypatch):
     clean = report.stamped(pd.DataFrame({"detector": ["A"]}))
     assert list(clean["commit"]) == ["1234abc"] and list(clean["dirty"]) == [True]
     assert "WARNING" not in report.provenance(clean.assign(dirty=False), "detector")
+
+
+def test_the_quality_runner_writes_its_tables(tmp_path, capsys):
+    # a smoke run of `python -m benchmarks.quality` in seconds: the package's synthetic
+    # table (no ADBench files needed), one seed, a peer and a package detector at its
+    # default budget
+    from benchmarks import quality
+
+    results = quality.main(["--datasets", adbench.SYNTHETIC, "--detectors", "IsolationForest",
+                            "FlowDetector", "--seeds", "0", "--name", "smoke",
+                            "--out-dir", str(tmp_path)])
+    assert sorted(results["detector"]) == ["FlowDetector", "IsolationForest"]
+    assert set(results["dataset"]) == {adbench.SYNTHETIC} and set(results["seed"]) == {0}
+    assert results["auroc"].between(0.8, 1.0).all()  # both detect the synthetic frauds
+    assert (results["fit_s"] > 0).all()
+    written = pd.read_csv(tmp_path / "smoke.csv")
+    assert sorted(written["detector"]) == ["FlowDetector", "IsolationForest"]
+    table = (tmp_path / "smoke.md").read_text()
+    assert "python -m benchmarks.quality --datasets" in table
+    assert "FlowDetector" in table and "IsolationForest" in table
+    assert "AUROC 0." in capsys.readouterr().out

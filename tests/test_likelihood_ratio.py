@@ -146,6 +146,34 @@ def test_unfrozen_aux_model_is_cloned_and_fitted(blobs):
     assert not hasattr(template, "module_")
 
 
+@pytest.fixture
+def recorded_bars(monkeypatch):
+    """The descriptions of the tqdm bars opened, in order."""
+    tqdm_auto = pytest.importorskip("tqdm.auto")
+    names = []
+
+    class RecordedBar(tqdm_auto.tqdm):
+        def __init__(self, *args, **kwargs):
+            names.append(kwargs.get("desc"))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(tqdm_auto, "tqdm", RecordedBar)
+    return names
+
+
+def test_verbose_names_the_bar_of_each_flow(blobs, frozen_general, recorded_bars):
+    X, _ = blobs
+    LikelihoodRatioDetector(**{**SMALL, "max_epochs": 2}, verbose=1).fit(X)
+    assert recorded_bars == ["general flow", "in-distribution flow"]
+    recorded_bars.clear()
+    LikelihoodRatioDetector(aux_model=frozen_general, **{**SMALL, "max_epochs": 2},
+                            verbose=1).fit(X)
+    assert recorded_bars == ["in-distribution flow"]  # the frozen flow is not trained
+    recorded_bars.clear()
+    FlowDetector(**{**SMALL, "max_epochs": 2}, verbose=1).fit(X)  # the name is per fit
+    assert recorded_bars == ["training"]
+
+
 def test_aux_model_errors(blobs, frozen_general):
     X, _ = blobs
     with pytest.raises(ValueError, match="'aux_model' parameter"):

@@ -3,6 +3,7 @@ divergence guard, the learning-rate schedule and the progress display."""
 
 import logging
 import math
+import subprocess
 import sys
 
 import numpy as np
@@ -14,11 +15,18 @@ from torch import nn
 
 from sklearn_flowod import (
     ContrastiveFlowDetector,
+    DeepSVDDDetector,
     FlowDetector,
     InvertibleOneClassDetector,
     LikelihoodRatioDetector,
 )
-from sklearn_flowod.callbacks import Callback, CosineSchedule, EarlyStopping, ProgressBar
+from sklearn_flowod.callbacks import (
+    Callback,
+    CosineSchedule,
+    EarlyStopping,
+    ProgressBar,
+    progress_description,
+)
 from sklearn_flowod.training import (
     MAX_DIVERGENCE_RETRIES,
     VALIDATION_INTERVAL,
@@ -537,7 +545,7 @@ def test_verbose_without_tqdm_logs_one_info_record_per_epoch(without_tqdm, caplo
     records = _package_records(caplog)
     assert [record.levelno for record in records] == [logging.INFO] * 3
     assert [record.getMessage().split(":")[0] for record in records] == [
-        "epoch 1", "epoch 2", "epoch 3"]
+        "training, epoch 1", "training, epoch 2", "training, epoch 3"]
     assert all("validation loss" in record.getMessage() for record in records)
     # the package leaves the logging configuration to the application
     assert PACKAGE_LOGGER.handlers == handlers
@@ -559,7 +567,8 @@ def test_checks_within_an_epoch_are_not_reported_as_epochs(without_tqdm, caplog)
     _train(_rows(n_rows), _rows(8, seed=1), max_epochs=2, batch_size=1, learning_rate=1e-3,
            callbacks=[ProgressBar()])
     messages = [record.getMessage() for record in _package_records(caplog)]
-    assert [message.split(":")[0] for message in messages] == ["epoch 1", "epoch 2"]
+    assert [message.split(":")[0] for message in messages] == [
+        "training, epoch 1", "training, epoch 2"]
 
 
 @pytest.mark.parametrize("tqdm_installed", [True, False])
@@ -572,6 +581,91 @@ def test_verbose_0_reports_nothing(tqdm_installed, capsys, caplog, monkeypatch):
     FlowDetector(verbose=0, **SMALL_FLOW).fit(X)
     assert _package_records(caplog) == []
     assert capsys.readouterr().err == ""
+
+
+def test_a_progress_bar_is_named_by_its_description_or_the_surrounding_fit(
+    without_tqdm, caplog
+):
+    caplog.set_level(logging.INFO)
+    _train(_rows(40), None, max_epochs=1, callbacks=[ProgressBar("encoder")])
+    with progress_description("outer model"):
+        _train(_rows(40), None, max_epochs=1, callbacks=[ProgressBar()])
+        _train(_rows(40), None, max_epochs=1, callbacks=[ProgressBar("own name")])
+    _train(_rows(40), None, max_epochs=1, callbacks=[ProgressBar()])
+    messages = [record.getMessage().split(":")[0] for record in _package_records(caplog)]
+    assert messages == ["encoder, epoch 1", "outer model, epoch 1", "own name, epoch 1",
+                        "training, epoch 1"]
+
+
+ALL_DETECTORS = [
+    FlowDetector,
+    ContrastiveFlowDetector,
+    LikelihoodRatioDetector,
+    InvertibleOneClassDetector,
+    DeepSVDDDetector,
+]
+
+
+@pytest.mark.parametrize("tqdm_installed", [True, False])
+@pytest.mark.parametrize("verbose", [0, 1])
+@pytest.mark.parametrize("cls", ALL_DETECTORS, ids=lambda cls: cls.__name__)
+def test_fits_leave_the_package_logger_unconfigured(cls, verbose, tqdm_installed,
+                                                    monkeypatch, caplog):
+    if not tqdm_installed:
+        monkeypatch.setitem(sys.modules, "tqdm", None)
+        monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    caplog.set_level(logging.INFO)
+    X = np.random.RandomState(0).normal(size=(100, 3))
+    cls(max_epochs=2, device="cpu", random_state=0, verbose=verbose).fit(X)
+    records = _package_records(caplog)
+    if verbose == 0 or tqdm_installed:
+        assert records == []
+    else:
+        assert records and {record.levelno for record in records} == {logging.INFO}
+    # no handler, no level, no filter: what is shown is the application's choice
+    assert PACKAGE_LOGGER.handlers == []
+    assert PACKAGE_LOGGER.level == logging.NOTSET
+    assert PACKAGE_LOGGER.filters == [] and PACKAGE_LOGGER.propagate
+
+
+_APPLICATION = """
+import logging, sys
+import numpy as np
+if sys.argv[2] == "no-tqdm":
+    sys.modules["tqdm"] = sys.modules["tqdm.auto"] = None
+logging.basicConfig(level=logging.INFO)
+from sklearn_flowod import LikelihoodRatioDetector
+X = np.random.RandomState(0).normal(size=(100, 3))
+LikelihoodRatioDetector(n_blocks=2, hidden_size=8, max_epochs=2, device="cpu",
+                        random_state=0, verbose=int(sys.argv[1])).fit(X)
+logger = logging.getLogger("sklearn_flowod")
+print(len(logger.handlers), logger.level)
+"""
+
+
+@pytest.mark.parametrize("tqdm_installed", [True, False])
+def test_verbose_0_is_silent_in_an_application_that_logs_at_info(tqdm_installed):
+    # the application configures logging itself, as a script does: basicConfig at
+    # INFO on the root logger (under pytest the root logger is pytest's)
+    tqdm_arg = "tqdm" if tqdm_installed else "no-tqdm"
+    done = subprocess.run([sys.executable, "-c", _APPLICATION, "0", tqdm_arg],
+                          capture_output=True, text=True, timeout=300, check=True)
+    assert done.stderr == ""
+    assert done.stdout.split() == ["0", str(logging.NOTSET)]
+
+
+def test_verbose_1_without_tqdm_logs_through_the_application_handler():
+    done = subprocess.run([sys.executable, "-c", _APPLICATION, "1", "no-tqdm"],
+                          capture_output=True, text=True, timeout=300, check=True)
+    lines = done.stderr.splitlines()
+    # basicConfig's format: LEVEL:logger:message, one line per epoch and flow
+    assert [line.split(":")[:3] for line in lines] == [
+        ["INFO", "sklearn_flowod", "general flow, epoch 1"],
+        ["INFO", "sklearn_flowod", "general flow, epoch 2"],
+        ["INFO", "sklearn_flowod", "in-distribution flow, epoch 1"],
+        ["INFO", "sklearn_flowod", "in-distribution flow, epoch 2"],
+    ]
+    assert done.stdout.split() == ["0", str(logging.NOTSET)]
 
 
 # --------------------------------------------------------------------------- #

@@ -13,6 +13,7 @@ from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted
 
 from ..auxiliary import UniformBox
+from ..callbacks import progress_description
 from ._aux_input import check_aux_data
 from .flow import BaseFlowDetector, FlowDetector, flow_log_density, standard_normal_log_density
 
@@ -139,7 +140,10 @@ class LikelihoodRatioDetector(BaseFlowDetector):
         Controls both flows' initialisation, shuffling and noise and the
         auxiliary samples. Global generators are untouched.
     verbose : int, default=0
-        0 is silent; 1 shows a progress bar or logs every epoch.
+        0 is silent; 1 shows a progress bar or logs every epoch, for each
+        flow under its name: "general flow" (unless ``aux_model`` is frozen),
+        then "in-distribution flow". A given ``aux_model`` keeps its own
+        ``verbose``.
 
     Attributes
     ----------
@@ -291,7 +295,9 @@ class LikelihoodRatioDetector(BaseFlowDetector):
         self : object
             The fitted detector.
         """
-        return self._fit(X, X_aux=X_aux)
+        # verbose=1: one bar (or run of records) per flow, told apart by name
+        with progress_description("in-distribution flow"):
+            return self._fit(X, X_aux=X_aux)
 
     # ------------------------------------------------------------------ #
     # The general model and the auxiliary data
@@ -340,7 +346,8 @@ class LikelihoodRatioDetector(BaseFlowDetector):
         else:
             flow = clone(self.aux_model)
             self._check_flow(flow)
-        return flow.fit(X_aux)
+        with progress_description("general flow"):
+            return flow.fit(X_aux)
 
     def _check_feature_names(self, flow) -> None:
         """The general model reads columns by position: its names must be X's, in order."""
