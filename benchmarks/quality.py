@@ -3,7 +3,7 @@
 Usage (from the project root)::
 
     python -m benchmarks.quality                      # everything, 3 seeds
-    python -m benchmarks.quality --quick              # 4 data sets, 1 seed (CI; without
+    python -m benchmarks.quality --quick              # 4 data sets, 1 seed (without
                                                       # the ADBench files: synthetic data)
     python -m benchmarks.quality --datasets 6_cardio --detectors IsolationForest
     python -m benchmarks.quality --detectors LikelihoodRatioDetector --include flows
@@ -91,8 +91,8 @@ def main(argv=None) -> pd.DataFrame:
     if args.quick:
         datasets, seeds = args.datasets or QUICK_DATASETS, [0]
         if not set(datasets) <= set(adbench.available(args.data_dir)):
-            print(f"ADBench files not found in {args.data_dir}: the quick run uses the "
-                  "synthetic fraud-like table instead.", flush=True)
+            print("ADBench files not found (give their folder with --data-dir): the quick "
+                  "run uses the synthetic fraud-like table instead.", flush=True)
             datasets = [adbench.SYNTHETIC]
     detectors = registry.all_detectors()
     if args.detectors:

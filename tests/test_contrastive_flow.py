@@ -239,3 +239,19 @@ def test_non_finite_clamp_is_rejected_before_training(clamp):
     X = np.random.RandomState(0).normal(size=(50, 2))
     with pytest.raises(ValueError, match="'clamp' parameter .* range \\(-inf, inf\\)"):
         ContrastiveFlowDetector(clamp=clamp, **SMALL).fit(X)
+
+
+def test_the_automatic_clamp_is_the_warm_up_quantile_minus_ln_10():
+    # the documented deviation from section 5.2.1 (which adds ln 10): eps is the
+    # 10% quantile of the warmed-up flow's training log-densities minus ln 10
+    from sklearn_flowod.detectors.flow import flow_log_density
+
+    X = np.random.default_rng(0).standard_normal((200, 3))
+    det = ContrastiveFlowDetector(**SMALL).fit(X)  # the network's shape and the scaler
+    module = det._build_module(det._module_config_, seed=0)
+    det._clamp = None  # the warm-up trains by maximum likelihood
+    X_train = torch.as_tensor((X - det.mean_) / det.scale_, dtype=torch.float32)
+    eps = det._auto_clamp(module, X_train, None, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        log_p = flow_log_density(module, X_train).numpy()
+    assert eps == pytest.approx(np.quantile(log_p, 0.1) - math.log(10.0), rel=1e-5)

@@ -46,14 +46,16 @@ class ContrastiveFlowDetector(BaseFlowDetector):
     clamp : float or "auto", default="auto"
         Threshold ``eps`` on the auxiliary samples' log-density (of the
         standardised data the network sees, per sample). ``"auto"``
-        follows section 5.2.1: the flow is first trained by maximum
-        likelihood (the warm-up, see ``warm_up_fraction``), then ``eps`` is
-        set to the 10% quantile of the training rows' log-density minus
-        ``ln 10``: auxiliary samples are pushed until they are ten times
-        less likely than the least likely tenth of the inliers (the offset
-        keeps the clamp below the inliers' density levels, so the push does
-        not compete with the inliers' own likelihood). The paper's own
-        experiments use ``eps = 0``.
+        follows the recipe of section 5.2.1 with one deviation: the flow is
+        first trained by maximum likelihood (the warm-up, see
+        ``warm_up_fraction``), then ``eps`` is set to the 10% quantile of the
+        training rows' log-density *minus* ``ln 10``, where the paper adds
+        ``ln 10``. Subtracting pushes auxiliary samples down until they are
+        ten times less likely than the least likely tenth of the inliers;
+        adding stops the push once they are ten times *more* likely than
+        that level, a weaker push. No committed result compares the two
+        signs yet (see the deviations page of the user guide). The
+        paper's own experiments use ``eps = 0``.
     warm_up_fraction : float in (0, 1), default=0.25
         With ``clamp="auto"`` and an int ``max_epochs``: length of the
         maximum-likelihood warm-up as a fraction of ``max_epochs``; the

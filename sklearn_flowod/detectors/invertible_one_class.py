@@ -191,6 +191,12 @@ class InvertibleOneClassDetector(BaseINNDetector):
     it stopped long before the fixed budget it replaced, which had lowered
     the AUROC on most of them (``benchmarks/results/quality.md``).
 
+    **Input scale.** The network sees the standardised data divided by 3
+    (a package choice, not the paper's): almost every standardised value
+    then lies in ``[-1, 1]``, so the network, which starts as the identity,
+    starts with the data inside the latent cube it is trained to fill and
+    the push term is not fighting a start where most rows are outliers.
+
     With a single feature, the network sees a second column of standard
     normal noise during training and its centre 0 when scoring, because a
     coupling block needs two halves.
