@@ -110,7 +110,9 @@ def _wrapped_training(record: FitRecord, detector, evaluation):
         spent = [0.0]
         start = time.perf_counter()
         if evaluation is not None:
-            callbacks = [*callbacks, _Evaluator(detector, evaluation, record, start, spent)]
+            # first: its end-of-training evaluation sees the last weights, before
+            # early stopping restores the best ones
+            callbacks = [_Evaluator(detector, evaluation, record, start, spent), *callbacks]
         history = original(module, loss_fn, X_train, X_val, config=config,
                            generator=generator, callbacks=callbacks, **options)
         record.train_s = time.perf_counter() - start - spent[0]
@@ -141,6 +143,15 @@ class _Evaluator(Callback):
     def on_check(self, state) -> None:
         if state.history.n_epochs == self.epochs:
             return  # a check within an epoch
+        self._evaluate(state)
+
+    def on_train_end(self, state) -> None:
+        # training that stopped within an epoch (a check inside a long epoch)
+        # ends with an epoch no check followed
+        if state.history.n_epochs > self.epochs:
+            self._evaluate(state)
+
+    def _evaluate(self, state) -> None:
         self.epochs = state.history.n_epochs
         detector, module = self.detector, state.module
         begin = time.perf_counter()
