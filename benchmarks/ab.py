@@ -5,8 +5,8 @@ Usage (from the project root)::
     python -m benchmarks.ab --old-commit 2c30124 --old A.csv B.csv --new speed.csv
 
 ``--old`` takes two or more ``speed.csv`` files of the same (old) commit, run
-one after the other in the same session as the new code's ``--new`` file(s):
-their spread is the run-to-run noise of each cell. Writes
+on the same machine as the new code's ``--new`` file(s), best in the same
+session: their spread is the run-to-run noise of each cell. Writes
 ``benchmarks/results/throughput_ab.csv`` and ``throughput_ab.md``: every
 throughput cell of the old and the new runs, the change of the new median
 against the old median, the cell's noise (the old runs' range over their
@@ -76,8 +76,8 @@ def _page(table: pd.DataFrame, header: str, old_commit: str, measured: pd.DataFr
         "`--new` files.",
         "",
         f"Old code: commit {old_commit}, its own `python -m benchmarks.speed --sections "
-        "throughput`; new code: the commit of this run, the same section. The runs went one "
-        "after the other in one session on this machine. Rows per second of training "
+        "throughput`; new code: the commit of the `--new` rows, the same section, on this "
+        "machine; when each run was made is in the page beside its CSV. Rows per second of training "
         "(see `speed.md`); change: the new runs' median over the old runs' median; "
         "noise: the old runs' range over their median. A default-path cell (the "
         "detector's default batch, uncompiled) is marked when it is slower than before "
