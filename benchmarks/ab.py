@@ -77,7 +77,8 @@ def _page(table: pd.DataFrame, header: str, old_commit: str, measured: pd.DataFr
         "",
         f"Old code: commit {old_commit}, its own `python -m benchmarks.speed --sections "
         "throughput`; new code: the commit of the `--new` rows, the same section, on this "
-        "machine; when each run was made is in the page beside its CSV. Rows per second of training "
+        "machine; when each run was made is in the page beside its CSV. Rows per second of "
+        "training "
         "(see `speed.md`); change: the new runs' median over the old runs' median; "
         "noise: the old runs' range over their median. A default-path cell (the "
         "detector's default batch, uncompiled) is marked when it is slower than before "
