@@ -32,7 +32,7 @@ class Entry:
     family: str  # "package", "sklearn" or "pyod"
 
 
-def _negated_score_samples(estimator, X):
+def negated_score_samples(estimator, X):
     return -estimator.score_samples(X)
 
 
@@ -47,7 +47,7 @@ def package_detectors() -> dict[str, Entry]:
         if inspect.isclass(obj) and issubclass(obj, BaseDeepDetector):
             entries[name] = Entry(
                 lambda seed, cls=obj: cls(random_state=seed),
-                _negated_score_samples,
+                negated_score_samples,
                 "package",
             )
     return entries
@@ -62,7 +62,7 @@ def package_variants() -> dict[str, Entry]:
             lambda seed: sklearn_flowod.LikelihoodRatioDetector(
                 auxiliary=sklearn_flowod.FeaturePermutation(), random_state=seed
             ),
-            _negated_score_samples,
+            negated_score_samples,
             "package",
         ),
     }
@@ -71,11 +71,11 @@ def package_variants() -> dict[str, Entry]:
 def sklearn_peers() -> dict[str, Entry]:
     return {
         "IsolationForest": Entry(
-            lambda seed: IsolationForest(random_state=seed), _negated_score_samples, "sklearn"
+            lambda seed: IsolationForest(random_state=seed), negated_score_samples, "sklearn"
         ),
-        "OneClassSVM": Entry(lambda seed: OneClassSVM(), _negated_score_samples, "sklearn"),
+        "OneClassSVM": Entry(lambda seed: OneClassSVM(), negated_score_samples, "sklearn"),
         "LOF(novelty)": Entry(
-            lambda seed: LocalOutlierFactor(novelty=True), _negated_score_samples, "sklearn"
+            lambda seed: LocalOutlierFactor(novelty=True), negated_score_samples, "sklearn"
         ),
     }
 

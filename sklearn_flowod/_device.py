@@ -74,18 +74,10 @@ def loadable_device(device: torch.device) -> torch.device:
     -------
     device : torch.device
     """
-    if device.type != "cuda":
-        return device
-    if not torch.cuda.is_available():
-        fallback, reason = torch.device("cpu"), "CUDA is not available here"
-    elif (device.index or 0) >= torch.cuda.device_count():
-        fallback = torch.device("cuda:0")
-        reason = f"this machine has only {torch.cuda.device_count()} CUDA device(s)"
-    else:
-        return device
-    warnings.warn(
-        f"This detector was fitted on {device} but {reason}; it is loaded on {fallback}.",
-        UserWarning,
-        stacklevel=3,
-    )
+    try:
+        return resolve_device(device)
+    except ValueError as reason:  # a CUDA device this machine does not have
+        fallback = torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+        warnings.warn(f"This detector was fitted on {device}, which cannot be used here "
+                      f"({reason}); it is loaded on {fallback}.", UserWarning, stacklevel=3)
     return fallback

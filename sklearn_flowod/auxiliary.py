@@ -20,7 +20,19 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 
-class FeaturePermutation(TransformerMixin, BaseEstimator):
+class _Sampler(TransformerMixin, BaseEstimator):
+    """What the generators share: their tags."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        # Every transform draws afresh, and a permuted row depends on the other
+        # rows, so scikit-learn's determinism and subset invariance do not apply.
+        tags.non_deterministic = True
+        return tags
+
+
+class FeaturePermutation(_Sampler):
     """Permute every feature column independently of the others.
 
     The rows of the result are samples of the product of the data's
@@ -125,16 +137,8 @@ class FeaturePermutation(TransformerMixin, BaseEstimator):
             torch.randperm(n_rows, generator=generator, device=batch.device, out=column)
         return torch.gather(batch.t(), 1, rows).t().contiguous()
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        # A row's output depends on the other rows (their number and order),
-        # so scikit-learn's sample-order and subset invariance do not apply.
-        tags.non_deterministic = True
-        return tags
 
-
-class UniformBox(TransformerMixin, BaseEstimator):
+class UniformBox(_Sampler):
     """Uniform samples in the training data's bounding box, widened by a margin.
 
     A broad contrastive distribution q: every feature is drawn uniformly
@@ -240,11 +244,3 @@ class UniformBox(TransformerMixin, BaseEstimator):
         high = torch.as_tensor(self.high_, dtype=batch.dtype, device=batch.device)
         u = torch.rand(batch.shape, generator=generator, device=batch.device, dtype=batch.dtype)
         return low + u * (high - low)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        # A row's output depends on the other rows (their number and order),
-        # so scikit-learn's sample-order and subset invariance do not apply.
-        tags.non_deterministic = True
-        return tags

@@ -69,11 +69,8 @@ def _score_frame(frame, detector, method: str, dtype: np.dtype):
     return pd.Series(_score_block(frame, detector, method, dtype), index=frame.index, name=method)
 
 
-def score_partitions(
-    detector: Any,
-    X: dask.array.Array | dask.dataframe.DataFrame,
-    method: str = "score_samples",
-) -> dask.array.Array | dask.dataframe.Series:
+def score_partitions(detector: Any, X: dask.array.Array | dask.dataframe.DataFrame,
+                     method: str = "score_samples") -> dask.array.Array | dask.dataframe.Series:
     """Score a dask array or dask DataFrame with a fitted detector, lazily.
 
     Every partition (a block of rows) is scored independently with
@@ -164,15 +161,8 @@ def score_partitions(
             )
         if X.numblocks[1] != 1:
             X = X.rechunk({1: -1})
-        return X.map_blocks(
-            _score_block,
-            shared,
-            method,
-            dtype,
-            drop_axis=1,
-            dtype=dtype,
-            meta=np.empty((0,), dtype=dtype),
-        )
+        return X.map_blocks(_score_block, shared, method, dtype, drop_axis=1, dtype=dtype,
+                            meta=np.empty((0,), dtype=dtype))
 
     dd = _dask_dataframe_module()
     if dd is not None and isinstance(X, dd.DataFrame):

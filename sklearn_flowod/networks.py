@@ -49,17 +49,9 @@ class CouplingSubnet:
         return nn.Sequential(*layers)
 
 
-def build_inn(
-    n_features: int,
-    *,
-    n_blocks: int,
-    hidden_size: int,
-    affine_clamping: float,
-    global_affine_init: float = 1.0,
-    zero_init: bool = True,
-    soft_permutation: bool = False,
-    seed: int = 0,
-) -> Ff.SequenceINN:
+def build_inn(n_features: int, *, n_blocks: int, hidden_size: int, affine_clamping: float,
+              global_affine_init: float = 1.0, zero_init: bool = True,
+              soft_permutation: bool = False, seed: int = 0) -> Ff.SequenceINN:
     """Build a FrEIA ``SequenceINN`` of ``AllInOneBlock`` couplings.
 
     Parameters
@@ -99,13 +91,8 @@ def build_inn(
         for _ in range(n_blocks):
             # FrEIA's own soft permutation draws its rotation with scipy, which
             # takes minutes in a thousand dimensions: a hard one is replaced
-            inn.append(
-                Fm.AllInOneBlock,
-                subnet_constructor=subnet,
-                affine_clamping=affine_clamping,
-                global_affine_init=global_affine_init,
-                permute_soft=False,
-            )
+            inn.append(Fm.AllInOneBlock, subnet_constructor=subnet, permute_soft=False,
+                       affine_clamping=affine_clamping, global_affine_init=global_affine_init)
             if soft_permutation:
                 _set_rotation(inn.module_list[-1], random_rotation(n_features))
     return inn
@@ -154,14 +141,8 @@ def exact_inverse_permutations(module: nn.Module) -> nn.Module:
     return module
 
 
-def build_bias_free_mlp(
-    n_inputs: int,
-    hidden_sizes,
-    n_outputs: int,
-    *,
-    negative_slope: float = 0.01,
-    seed: int = 0,
-) -> nn.Sequential:
+def build_bias_free_mlp(n_inputs: int, hidden_sizes, n_outputs: int, *,
+                        negative_slope: float = 0.01, seed: int = 0) -> nn.Sequential:
     """Build an MLP without any bias term and with unbounded activations.
 
     Every layer is ``nn.Linear(..., bias=False)``; hidden layers are followed

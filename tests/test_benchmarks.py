@@ -300,3 +300,18 @@ def test_the_quality_runner_writes_its_tables(tmp_path, capsys):
     assert "python -m benchmarks.quality --datasets" in table
     assert "FlowDetector" in table and "IsolationForest" in table
     assert "AUROC 0." in capsys.readouterr().out
+
+
+def test_the_ablation_runner_summarises_every_setting(tmp_path):
+    # `python -m benchmarks.ablation` on the synthetic table: two settings of one
+    # detector, each a column of the tables and a row of the summary
+    from benchmarks import ablation
+
+    results = ablation.main(["DeepSVDDDetector", "--settings", "{}", '{"max_epochs": 2}',
+                             "--datasets", adbench.SYNTHETIC, "--seeds", "0",
+                             "--contaminated", "--name", "ablation", "--out-dir", str(tmp_path)])
+    assert sorted(results["detector"]) == ["DeepSVDDDetector()",
+                                           "DeepSVDDDetector(max_epochs=2)"]
+    summary = (tmp_path / "ablation.md").read_text().split("## Summary")[1].split("##")[0]
+    assert "contaminated search AUROC" in summary
+    assert summary.count("| DeepSVDDDetector(") == 2

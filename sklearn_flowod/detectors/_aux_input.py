@@ -46,9 +46,7 @@ def check_aux_data(detector, X: np.ndarray, X_aux) -> np.ndarray:
             "slices such a fit parameter like X, so only the training fold's share "
             "of X_aux would be used. Give X_aux a different number of rows to keep "
             "it whole.",
-            UserWarning,
-            stacklevel=6,
-        )
+            UserWarning, stacklevel=6)
     standardised = (X_aux - detector.mean_) / detector.scale_
     centre = np.abs(standardised.mean(axis=0))
     spread = standardised.std(axis=0)
@@ -58,7 +56,5 @@ def check_aux_data(detector, X: np.ndarray, X_aux) -> np.ndarray:
             "X_aux is on a very different scale than X. In a Pipeline, a routed "
             "X_aux is not transformed by the earlier steps: transform it like X, "
             "or use the `auxiliary` generator instead.",
-            UserWarning,
-            stacklevel=6,
-        )
+            UserWarning, stacklevel=6)
     return X_aux

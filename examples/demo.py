@@ -1,8 +1,9 @@
 """Demo: the package's detectors against IsolationForest on bundled data.
 
-Run with ``python -m sklearn_flowod.demo``. Each detector is trained on half
-of the normal rows only (the one-class setting) and evaluated on the other
-half plus all anomalies.
+Run with ``bash scripts/demo.sh``, which installs the package first, or
+``python examples/demo.py``. Each detector is trained on half of the normal
+rows only (the one-class setting) and evaluated on the other half plus all
+anomalies.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ from sklearn.datasets import load_breast_cancer
 from sklearn.ensemble import IsolationForest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from . import (
+from sklearn_flowod import (
     ContrastiveFlowDetector,
     DeepSVDDDetector,
     FlowDetector,
     InvertibleOneClassDetector,
 )
-from .datasets import make_fraud_like
+from sklearn_flowod.datasets import make_fraud_like
 
 
 def _one_class_split(X, y, seed):

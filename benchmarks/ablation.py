@@ -1,0 +1,123 @@
+"""Ablation of one detector's settings: the ADBench dev sets and a contaminated grid search.
+
+Usage (from the project root)::
+
+    python -m benchmarks.ablation DeepSVDDDetector \\
+        --settings '{}' '{"max_epochs": 20}' --name ablation_deep_svdd_epochs
+
+Every setting (a JSON object of parameters; ``{}`` is the defaults) is fitted
+on the splits of ``adbench.py`` like ``quality.py`` fits a detector, and, with
+``--contaminated``, run through :func:`contaminated_search`. Writes
+``benchmarks/results/<name>.csv`` (one row per setting, data set and seed,
+with its commit) and ``<name>.md``: a summary (setting, mean AUROC, average
+rank among the settings, median fit time, the contaminated search's AUROC)
+and the per-data-set tables of ``quality.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+import sklearn_flowod
+
+from . import adbench, quality, registry, report
+
+
+def contaminated_folds() -> tuple[np.ndarray, np.ndarray]:
+    """400 standard normal rows in 4-D and 40 rows around 5 in every coordinate.
+
+    Labels are +1 (normal) and -1 (the cluster), as ``roc_auc`` scores a
+    detector's ``decision_function`` against them.
+    """
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.standard_normal((400, 4)), 5.0 + rng.standard_normal((40, 4))])
+    return X, np.r_[np.ones(400), -np.ones(40)]
+
+
+def contaminated_search(detector) -> float:
+    """Best AUROC of a grid search over ``random_state`` in {0, 1} on :func:`contaminated_folds`.
+
+    The folds (``StratifiedKFold(3, shuffle=True)``) are fitted with their
+    outliers, in ``make_pipeline(StandardScaler(), detector)``, as a user
+    without clean training data would.
+    """
+    X, y = contaminated_folds()
+    step = type(detector).__name__.lower()
+    search = GridSearchCV(make_pipeline(StandardScaler(), clone(detector)),
+                          {f"{step}__random_state": [0, 1]},
+                          cv=StratifiedKFold(3, shuffle=True, random_state=0), scoring="roc_auc")
+    return float(search.fit(X, y).best_score_)
+
+
+def _label(detector: str, setting: dict) -> str:
+    return f"{detector}({', '.join(f'{k}={v!r}' for k, v in setting.items())})"
+
+
+def _summary(results: pd.DataFrame, searched: dict[str, float]) -> str:
+    table = results.pivot_table(index="dataset", columns="detector", values="auroc") * 100
+    summary = pd.DataFrame({
+        "mean AUROC (x100)": table.mean(),
+        "average rank": table.rank(axis=1, ascending=False).mean(),
+        "median fit (s)": results.groupby("detector")["fit_s"].median(),
+    })
+    if searched:
+        summary["contaminated search AUROC"] = pd.Series(searched)
+    summary.index.name = "setting"
+    return "## Summary\n\n" + report.markdown_table(summary, "{:.2f}") + "\n"
+
+
+def main(argv=None) -> pd.DataFrame:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("detector", help="a detector class of sklearn_flowod")
+    parser.add_argument("--settings", nargs="+", required=True, type=json.loads,
+                        help="JSON objects of parameters ('{}': the defaults)")
+    parser.add_argument("--datasets", nargs="+", help="data set names (default: all)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--data-dir", type=Path, default=adbench.DEFAULT_DATA_DIR)
+    parser.add_argument("--contaminated", action="store_true",
+                        help="also run every setting through the contaminated grid search")
+    parser.add_argument("--name", required=True, help="stem of the result files")
+    parser.add_argument("--out-dir", type=Path, default=quality.RESULTS_DIR)
+    args = parser.parse_args(argv)
+    command = "python -m benchmarks.ablation " + " ".join(
+        f"'{a}'" if " " in a or "{" in a else a for a in (sys.argv[1:] if argv is None else argv))
+    header = report.header(f"Ablation of {args.detector}", command)
+    cls = getattr(sklearn_flowod, args.detector)
+    entries = {_label(args.detector, s): registry.Entry(
+        lambda seed, s=s: cls(random_state=seed, **s), registry.negated_score_samples, "package")
+        for s in args.settings}
+    searched = {}
+    if args.contaminated:
+        for s in args.settings:
+            searched[_label(args.detector, s)] = contaminated_search(cls(device="cpu", **s))
+    rows = []
+    for dataset in args.datasets or adbench.available(args.data_dir):
+        for seed in args.seeds:
+            split = adbench.load_split(dataset, seed, args.data_dir)
+            for label, entry in entries.items():
+                rows.append({**quality.evaluate(entry, split), "detector": label})
+                print(f"{dataset:<24}{label:<50}seed {seed}  AUROC {rows[-1]['auroc']:.3f}",
+                      flush=True)
+    results = report.stamped(pd.DataFrame(rows))
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    results.to_csv(args.out_dir / f"{args.name}.csv", index=False, float_format="%.6g")
+    seeds = ", ".join(str(s) for s in args.seeds)
+    (args.out_dir / f"{args.name}.md").write_text(
+        header + report.provenance(results, "detector", marked=True)
+        + f"\nProtocol: `benchmarks/adbench.py` (one-class, seeds {seeds}).\n\n"
+        + _summary(results, searched) + report.quality_tables(results))
+    return results
+
+
+if __name__ == "__main__":
+    main()
