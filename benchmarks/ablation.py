@@ -5,7 +5,9 @@ Usage (from the project root)::
     python -m benchmarks.ablation DeepSVDDDetector \\
         --settings '{}' '{"max_epochs": 20}' --name ablation_deep_svdd_epochs
 
-Every setting (a JSON object of parameters; ``{}`` is the defaults) is fitted
+Every setting (a JSON object of parameters; ``{}`` is the defaults; a value
+``{"class": "UniformBox", "params": {"margin": 0.5}}`` stands for that
+estimator of ``sklearn_flowod``) is fitted
 on the splits of ``adbench.py`` like ``quality.py`` fits a detector, and, with
 ``--contaminated``, run through :func:`contaminated_search`. Writes
 ``benchmarks/results/<name>.csv`` (one row per setting, data set and seed,
@@ -59,8 +61,17 @@ def contaminated_search(detector) -> float:
     return float(search.fit(X, y).best_score_)
 
 
+def _built(setting: dict) -> dict:
+    """The setting's parameters, with every ``{"class", "params"}`` value built."""
+    def build(value):
+        if isinstance(value, dict) and set(value) == {"class", "params"}:
+            return getattr(sklearn_flowod, value["class"])(**value["params"])
+        return value
+    return {name: build(value) for name, value in setting.items()}
+
+
 def _label(detector: str, setting: dict) -> str:
-    return f"{detector}({', '.join(f'{k}={v!r}' for k, v in setting.items())})"
+    return f"{detector}({', '.join(f'{k}={v!r}' for k, v in _built(setting).items())})"
 
 
 def _summary(results: pd.DataFrame, searched: dict[str, float]) -> str:
@@ -94,12 +105,13 @@ def main(argv=None) -> pd.DataFrame:
     header = report.header(f"Ablation of {args.detector}", command)
     cls = getattr(sklearn_flowod, args.detector)
     entries = {_label(args.detector, s): registry.Entry(
-        lambda seed, s=s: cls(random_state=seed, **s), registry.negated_score_samples, "package")
-        for s in args.settings}
+        lambda seed, s=s: cls(random_state=seed, **_built(s)), registry.negated_score_samples,
+        "package") for s in args.settings}
     searched = {}
     if args.contaminated:
         for s in args.settings:
-            searched[_label(args.detector, s)] = contaminated_search(cls(device="cpu", **s))
+            searched[_label(args.detector, s)] = contaminated_search(cls(device="cpu",
+                                                                         **_built(s)))
     rows = []
     for dataset in args.datasets or adbench.available(args.data_dir):
         for seed in args.seeds:
