@@ -112,8 +112,8 @@ def pyod_peers() -> dict[str, Entry]:
 
 def _deep_svdd(cls, seed):
     # PyOD's DeepSVDD needs the feature count up front; it is set in fit by a
-    # small adapter so that every entry is made the same way. 100 epochs (its
-    # default) is the same budget as the package's DeepSVDDDetector.
+    # small adapter so that every entry is made the same way; 100 epochs is its
+    # default, the peer as its users get it.
     return _LazyFeatures(cls, seed, epochs=100)
 
 

@@ -17,11 +17,7 @@ DETECTORS = [ContrastiveFlowDetector, DeepSVDDDetector, FlowDetector,
              InvertibleOneClassDetector, LikelihoodRatioDetector]
 
 
-@pytest.mark.parametrize("detector", [
-    pytest.param(DeepSVDDDetector, marks=pytest.mark.xfail(
-        strict=True, reason="open: Deep SVDD's defaults rank this cluster at chance level")),
-    *(cls for cls in DETECTORS if cls is not DeepSVDDDetector),
-], ids=lambda cls: cls.__name__)
+@pytest.mark.parametrize("detector", DETECTORS, ids=lambda cls: cls.__name__)
 def test_defaults_pass_a_grid_search_over_contaminated_folds(detector):
     # 400 standard normal rows in 4-D and 40 rows around 5 in every coordinate;
     # the folds are fitted with their outliers, scored by roc_auc on +1/-1 labels
