@@ -118,7 +118,7 @@ def main(argv=None) -> pd.DataFrame:
             split = adbench.load_split(dataset, seed, args.data_dir)
             for label, entry in entries.items():
                 rows.append({**quality.evaluate(entry, split), "detector": label})
-                print(f"{dataset:<24}{label:<50}seed {seed}  AUROC {rows[-1]['auroc']:.3f}",
+                print(f"{dataset:<24}{label:<50} seed {seed}  AUROC {rows[-1]['auroc']:.3f}",
                       flush=True)
     results = report.stamped(pd.DataFrame(rows))
     args.out_dir.mkdir(parents=True, exist_ok=True)

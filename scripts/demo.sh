@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
-.venv/bin/python examples/demo.py "$@"
+.venv/bin/python scripts/demo.py "$@"
 echo "scripts/demo.sh: ${SECONDS} s in total (set-up included)"

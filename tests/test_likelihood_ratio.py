@@ -289,6 +289,15 @@ def test_default_general_distribution_ranks_far_outliers_as_outliers(seed):
     assert roc_auc_score(y, -narrow.score_samples(X)) < 0.2
 
 
+def test_default_general_distribution_is_the_box_widened_by_its_range():
+    # skewed columns: the training rows stay in the middle third of every side
+    X = np.random.default_rng(0).lognormal(size=(200, 3))
+    detector = LikelihoodRatioDetector(**SMALL).fit(X)
+    width = X.max(axis=0) - X.min(axis=0)
+    np.testing.assert_allclose(detector.auxiliary_.low_, X.min(axis=0) - width)
+    np.testing.assert_allclose(detector.auxiliary_.high_, X.max(axis=0) + width)
+
+
 @pytest.mark.parametrize("frozen", [False, True])
 def test_likelihood_ratio_is_refused_as_general_model(frozen):
     X = np.random.RandomState(0).normal(size=(60, 2))

@@ -1,7 +1,7 @@
 """Demo: the package's detectors against IsolationForest on bundled data.
 
 Run with ``bash scripts/demo.sh``, which installs the package first, or
-``python examples/demo.py``. Each detector is trained on half of the normal
+``python scripts/demo.py``. Each detector is trained on half of the normal
 rows only (the one-class setting) and evaluated on the other half plus all
 anomalies.
 """
