@@ -70,7 +70,8 @@ def main(argv=None) -> pd.DataFrame:
     parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument(
         "--from-csv", action="store_true",
-        help="only rebuild <name>.md from the rows already in <name>.csv",
+        help="run nothing: rebuild <name>.md from the rows already in <name>.csv, or, with "
+        "--include, write <name>.csv and <name>.md from the included files' rows",
     )
     parser.add_argument(
         "--include", nargs="+", default=[], metavar="NAME",
@@ -82,7 +83,12 @@ def main(argv=None) -> pd.DataFrame:
     # The header names the code that runs now, before anything else can change.
     header = report.header("Detection quality on ADBench", command.strip())
     if args.from_csv:
-        results = report.kept(pd.read_csv(args.out_dir / f"{args.name}.csv"))
+        sources = args.include or [args.name]
+        results = pd.concat([report.kept(pd.read_csv(args.out_dir / f"{name}.csv"))
+                             for name in sources])
+        results = results.drop_duplicates(["dataset", "detector", "seed"])
+        if args.include:
+            results.to_csv(args.out_dir / f"{args.name}.csv", index=False, float_format="%.6g")
         _write_tables(results, args.out_dir / f"{args.name}.md", header)
         return results
 

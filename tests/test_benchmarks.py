@@ -243,6 +243,21 @@ def test_the_quality_report_names_every_commit_of_its_rows_and_flags_dirty_ones(
     assert "| dataset | FlowDetector | IsolationForest † |" in page
 
 
+def test_the_quality_runner_merges_earlier_files_without_running_anything(tmp_path):
+    # --from-csv with --include: the parts' rows, with their own commits, make the file
+    from benchmarks import quality
+
+    lines = RESULT_CSV.splitlines()
+    (tmp_path / "part1.csv").write_text("\n".join(lines[:3]) + "\n")
+    (tmp_path / "part2.csv").write_text("\n".join([lines[0], *lines[3:]]) + "\n")
+    merged = quality.main(["--from-csv", "--include", "part1", "part2", "--name", "all",
+                           "--out-dir", str(tmp_path)])
+    assert len(merged) == 4
+    written = pd.read_csv(tmp_path / "all.csv")
+    assert sorted(written["commit"]) == ["abc1234", "abc1234", "def5678", "def5678"]
+    assert "- rows from commits: abc1234 (2 rows)" in (tmp_path / "all.md").read_text()
+
+
 def test_rows_kept_from_earlier_files_keep_their_commits_or_say_unknown():
     import io
 
