@@ -14,8 +14,11 @@ package detector (:func:`benchmarks.registry.package_detectors`, only
 table the fits alternate in one process: IsolationForest, the first package
 detector, IsolationForest, the second, ..., IsolationForest. The
 IsolationForest time of a detector (``iforest_fit_s``) is the median of the
-two IsolationForest fits right before and right after it (their mean), and
-``ratio`` is the detector's fit time divided by it. Conditions:
+IsolationForest fits right before and right after its fits, and ``ratio``
+is the detector's fit time divided by it. On the ADBench tables (``idle``
+and ``busy``) a detector's fit time is the median of :data:`REPEATS` fits,
+each between two IsolationForest fits; the wide table is fitted once.
+Conditions:
 
 * ``idle``: the training rows of each ADBench table of :data:`DATASETS`
   (:func:`benchmarks.adbench.load_split`, seed 0).
@@ -57,6 +60,8 @@ from sklearn.ensemble import IsolationForest
 
 from . import adbench, registry, report
 
+#: Fits of each detector per ADBench table (their median is the row's fit time).
+REPEATS = 3
 #: The ADBench tables of the ``idle`` and ``busy`` conditions.
 DATASETS = ("4_breastw", "29_Pima", "38_thyroid", "6_cardio", "40_vowels", "44_Wilt")
 #: The tables of a ``--quick`` run.
@@ -137,6 +142,7 @@ def alternating_fits(
     makers: dict[str, Callable[[], object]],
     make_iforest: Callable[[], object],
     limits: dict[str, float] | None = None,
+    repeats: int = 1,
 ) -> list[dict]:
     """Fit IsolationForest and each detector in turn, IsolationForest around each one.
 
@@ -150,35 +156,46 @@ def alternating_fits(
         Makes a fresh, unfitted IsolationForest.
     limits : dict of str to float, optional
         Detector name to the seconds after which its fit is stopped.
+    repeats : int, default=1
+        Fits of each detector (a fresh one each time), each between two
+        IsolationForest fits; ``fit_s`` is their median (NaN if any was
+        stopped or raised), so that one descheduled sub-second fit does not
+        make the row.
 
     Returns
     -------
     list of dict
         One row per detector: ``detector``, ``fit_s``, ``iforest_fit_s`` (the
-        median of the IsolationForest fits right before and right after it),
+        median of the IsolationForest fits right before and right after its
+        fits), ``repeats``,
         ``ratio``, ``load_average`` (1 minute, at the end of the detector's
         fit), ``n_epochs``, ``device``, ``error``, ``fit_limit_s`` (NaN
         without a limit) and ``timed_out``.
     """
     limits = limits or {}
-    before = _fit(make_iforest(), X)[0]
+    iforest_fits = [_fit(make_iforest(), X)[0]]
     rows = []
     for name, make in makers.items():
-        detector = make()
         limit = limits.get(name)
-        seconds, error, timed_out = _fit(detector, X, limit)
-        load = os.getloadavg()[0]
-        after = _fit(make_iforest(), X)[0]
-        iforest = statistics.median([before, after])
+        around, fits, errors, stopped = iforest_fits[-1:], [], [], False
+        for _ in range(repeats):
+            detector = make()
+            seconds, error, timed_out = _fit(detector, X, limit)
+            load = os.getloadavg()[0]
+            fits, stopped = fits + [seconds], stopped or timed_out
+            errors += [error] if error else []
+            around.append(_fit(make_iforest(), X)[0])
+            iforest_fits.append(around[-1])
+        seconds = float("nan") if errors or stopped else statistics.median(fits)
+        iforest = statistics.median(around)
         n_epochs = getattr(detector, "n_epochs_", None)
         rows.append({
-            "detector": name, "fit_s": seconds, "iforest_fit_s": iforest,
+            "detector": name, "fit_s": seconds, "iforest_fit_s": iforest, "repeats": repeats,
             "ratio": seconds / iforest, "load_average": load,
             "n_epochs": None if n_epochs is None else int(n_epochs),
-            "device": str(getattr(detector, "device_", "")), "error": error,
-            "fit_limit_s": float("nan") if limit is None else limit, "timed_out": timed_out,
+            "device": str(getattr(detector, "device_", "")), "error": "; ".join(errors),
+            "fit_limit_s": float("nan") if limit is None else limit, "timed_out": stopped,
         })
-        before = after
     return rows
 
 
@@ -245,11 +262,12 @@ def measure(
         _fit(make().set_params(max_epochs=1), tables[datasets[0]])
     _fit(make_iforest(), tables[datasets[0]])
 
-    def run(condition: str, tables: dict[str, np.ndarray], limits=None) -> list[dict]:
+    def run(condition: str, tables: dict[str, np.ndarray], limits=None,
+            repeats: int = REPEATS) -> list[dict]:
         rows = []
         for dataset, X in tables.items():
             table_limits = (limits or {}).get(dataset)
-            for row in alternating_fits(X, makers, make_iforest, table_limits):
+            for row in alternating_fits(X, makers, make_iforest, table_limits, repeats):
                 row.update(condition=condition, dataset=dataset, rows=X.shape[0],
                            features=X.shape[1], torch_threads=torch.get_num_threads())
                 rows.append(row)
@@ -261,7 +279,7 @@ def measure(
         return rows
 
     idle = run("idle", tables)
-    wide = run("wide", {"wide": wide_table(*wide_shape, seed=seed)})
+    wide = run("wide", {"wide": wide_table(*wide_shape, seed=seed)}, repeats=1)
     idle_s = {(row["dataset"], row["detector"]): row["fit_s"] for row in idle}
     limits = {dataset: {detector: max(busy_limit * seconds, BUSY_LIMIT_FLOOR_S)
                         for (table, detector), seconds in idle_s.items()

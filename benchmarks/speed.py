@@ -574,10 +574,12 @@ def _default_fit_tables(section: pd.DataFrame) -> list[str]:
         table["median fit (s)"] = idle.groupby("detector")["fit_s"].median()
         iforest = idle.groupby("dataset")["iforest_fit_s"].median()
         parts += ["## Default fit time over IsolationForest's", "",
-                  "Fit time of each package detector made with only `random_state` set, "
-                  "divided by that of `IsolationForest(random_state=0)` fitted right beside "
-                  "it (the median of the IsolationForest fits right before and right after "
-                  "it; the fits alternate in one process), on the training rows of "
+                  "Fit time of each package detector made with only `random_state` set "
+                  "(the median of its fits, `repeats` in the CSV, each between two "
+                  "IsolationForest fits), divided by that of `IsolationForest(random_state=0)` "
+                  "fitted right beside it (the median of the IsolationForest fits right "
+                  "before and right after its fits; the fits alternate in one process), on "
+                  "the training rows of "
                   "`adbench.load_split(name, seed=0)`; median ratio: over the tables. A "
                   "fresh process with torch's default threads "
                   f"({threads}) and the thread variables of the user's environment. "

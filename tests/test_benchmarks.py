@@ -159,6 +159,27 @@ def test_default_fits_alternate_with_isolation_forest(monkeypatch):
         ("A", 2.0, 5.0), ("B", 4.0, 5.0)]
 
 
+def test_repeated_default_fits_take_the_median_of_each_detector(monkeypatch):
+    from types import SimpleNamespace
+
+    from benchmarks import default_fit
+
+    order = []
+
+    def fake_fit(estimator, X, limit_s=None):
+        order.append(estimator.name)
+        return estimator.seconds(), "", False
+
+    monkeypatch.setattr(default_fit, "_fit", fake_fit)
+    detector_seconds = iter([10.0, 40.0, 12.0])  # one descheduled fit among three
+    rows = default_fit.alternating_fits(
+        np.zeros((4, 2)), {"A": lambda: SimpleNamespace(name="A",
+                                                        seconds=lambda: next(detector_seconds))},
+        lambda: SimpleNamespace(name="IF", seconds=lambda: 1.0), repeats=3)
+    assert order == ["IF", "A", "IF", "A", "IF", "A", "IF"]
+    assert rows[0]["fit_s"] == 12.0 and rows[0]["ratio"] == 12.0 and rows[0]["repeats"] == 3
+
+
 def test_busy_cores_stops_its_workers_also_on_errors(monkeypatch):
     from benchmarks import default_fit
 
