@@ -70,8 +70,8 @@ def _built(setting: dict) -> dict:
     return {name: build(value) for name, value in setting.items()}
 
 
-def _label(detector: str, setting: dict) -> str:
-    return f"{detector}({', '.join(f'{k}={v!r}' for k, v in _built(setting).items())})"
+def _label(detector: str, params: dict) -> str:
+    return f"{detector}({', '.join(f'{k}={v!r}' for k, v in params.items())})"
 
 
 def _summary(results: pd.DataFrame, searched: dict[str, float]) -> str:
@@ -104,23 +104,17 @@ def main(argv=None) -> pd.DataFrame:
         f"'{a}'" if " " in a or "{" in a else a for a in (sys.argv[1:] if argv is None else argv))
     header = report.header(f"Ablation of {args.detector}", command)
     cls = getattr(sklearn_flowod, args.detector)
-    entries = {_label(args.detector, s): registry.Entry(
-        lambda seed, s=s: cls(random_state=seed, **_built(s)), registry.negated_score_samples,
-        "package") for s in args.settings}
-    searched = {}
-    if args.contaminated:
-        for s in args.settings:
-            searched[_label(args.detector, s)] = contaminated_search(cls(device="cpu",
-                                                                         **_built(s)))
-    rows = []
-    for dataset in args.datasets or adbench.available(args.data_dir):
-        for seed in args.seeds:
-            split = adbench.load_split(dataset, seed, args.data_dir)
-            for label, entry in entries.items():
-                rows.append({**quality.evaluate(entry, split), "detector": label})
-                print(f"{dataset:<24}{label:<50} seed {seed}  AUROC {rows[-1]['auroc']:.3f}",
-                      flush=True)
-    results = report.stamped(pd.DataFrame(rows))
+    settings = {_label(args.detector, params): params
+                for params in map(_built, args.settings)}
+    # clone: every fit gets its own copy of an estimator-valued parameter
+    entries = {label: registry.Entry(
+        lambda seed, p=params: clone(cls(random_state=seed, **p)),
+        registry.negated_score_samples, "package") for label, params in settings.items()}
+    searched = {label: contaminated_search(cls(device="cpu", **params))
+                for label, params in settings.items()} if args.contaminated else {}
+    datasets = args.datasets or adbench.available(args.data_dir)
+    results = report.stamped(pd.DataFrame(quality.evaluate_all(entries, datasets, args.seeds,
+                                                               args.data_dir)))
     args.out_dir.mkdir(parents=True, exist_ok=True)
     results.to_csv(args.out_dir / f"{args.name}.csv", index=False, float_format="%.6g")
     seeds = ", ".join(str(s) for s in args.seeds)

@@ -173,19 +173,21 @@ def alternating_fits(
         without a limit) and ``timed_out``.
     """
     limits = limits or {}
-    iforest_fits = [_fit(make_iforest(), X)[0]]
+    last_iforest = _fit(make_iforest(), X)[0]
     rows = []
     for name, make in makers.items():
         limit = limits.get(name)
-        around, fits, errors, stopped = iforest_fits[-1:], [], [], False
+        around, fits, errors, stopped = [last_iforest], [], [], False
         for _ in range(repeats):
             detector = make()
             seconds, error, timed_out = _fit(detector, X, limit)
             load = os.getloadavg()[0]
-            fits, stopped = fits + [seconds], stopped or timed_out
-            errors += [error] if error else []
+            fits.append(seconds)
+            stopped |= timed_out
+            if error:
+                errors.append(error)
             around.append(_fit(make_iforest(), X)[0])
-            iforest_fits.append(around[-1])
+        last_iforest = around[-1]
         seconds = float("nan") if errors or stopped else statistics.median(fits)
         iforest = statistics.median(around)
         n_epochs = getattr(detector, "n_epochs_", None)
