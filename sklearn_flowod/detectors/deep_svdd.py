@@ -127,9 +127,10 @@ class DeepSVDDDetector(BaseDeepDetector):
         pulls whatever the training rows hold towards ``c``, a cluster of
         contaminating outliers included: in a grid search over folds with 9%
         clustered outliers (``benchmarks/ablation.py``'s contaminated search)
-        the outliers scored like the inliers after 50 or 100 epochs but not
-        after 20, which also had the highest mean AUROC of 10, 20, 30, 50 and
-        100 epochs on the ADBench development sets
+        the outliers were ranked well after 10 and 20 epochs, ever worse
+        after 30 and 50, and about as normal as the inliers after 100; 20
+        also had the highest mean AUROC of 10, 20, 30, 50 and 100 epochs on
+        the ADBench development sets
         (``benchmarks/results/ablation_deep_svdd_epochs.md``).
     batch_size : int, default=128
         Rows per training step (pretraining too).
