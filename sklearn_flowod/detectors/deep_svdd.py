@@ -77,7 +77,11 @@ class DeepSVDDDetector(BaseDeepDetector):
     Two objectives are available:
 
     - ``"one-class"`` minimises the mean squared distance
-      ``mean ||phi(x) - c||^2``; the anomaly score is ``||phi(x) - c||^2``.
+      ``mean ||phi(x) - c||^2`` (Ruff et al., Eq. 4); the anomaly score is
+      ``||phi(x) - c||^2``. With ``trim_fraction = q > 0`` the mean runs over
+      the ``ceil((1 - q) n)`` rows of each batch closest to ``c`` only (a
+      trimmed mean, as in least trimmed squares), so that outliers among the
+      training rows are not pulled to the centre.
     - ``"soft-boundary"`` minimises
       ``R^2 + 1/nu * mean max(0, ||phi(x) - c||^2 - R^2)``. As in Ruff et al.,
       ``R`` is not trained by gradient descent: after ``warm_up_epochs``
@@ -113,6 +117,9 @@ class DeepSVDDDetector(BaseDeepDetector):
         Coordinates of the initial centre with absolute value below this are
         set to ``+center_eps`` or ``-center_eps`` (by their sign; 0 goes to
         ``+center_eps``).
+    trim_fraction : float in [0, 0.5), default=0.0
+        ``"one-class"``: the share of each batch's rows farthest from ``c``
+        left out of the mean; 0 is Ruff et al.'s objective.
     warm_up_epochs : int, default=10
         Soft-boundary: epochs trained with ``R = 0`` before the radius is
         updated.
@@ -242,21 +249,24 @@ class DeepSVDDDetector(BaseDeepDetector):
         "hidden_sizes": ["array-like"],
         "representation_size": [Interval(Integral, 1, None, closed="left")],
         "center_eps": [Interval(Real, 0, None, closed="left")],
+        "trim_fraction": [Interval(Real, 0, 0.5, closed="left")],
         "warm_up_epochs": [Interval(Integral, 0, None, closed="left")],
         "pretrain_epochs": [Interval(Integral, 0, None, closed="left")],
     }
     _fit_temporaries = ("_radius_data",)
 
     def __init__(self, *, objective="one-class", nu=0.1, hidden_sizes=(256,),
-                 representation_size=128, center_eps=0.1, warm_up_epochs=10, pretrain_epochs=0,
-                 max_epochs=20, batch_size=128, learning_rate=1e-4, weight_decay=1e-6,
-                 validation_fraction=None, n_iter_no_change=10, tol=1e-4, standardize=True,
-                 contamination="auto", device="auto", n_jobs=None, random_state=None, verbose=0):
+                 representation_size=128, center_eps=0.1, trim_fraction=0.0, warm_up_epochs=10,
+                 pretrain_epochs=0, max_epochs=20, batch_size=128, learning_rate=1e-4,
+                 weight_decay=1e-6, validation_fraction=None, n_iter_no_change=10, tol=1e-4,
+                 standardize=True, contamination="auto", device="auto", n_jobs=None,
+                 random_state=None, verbose=0):
         self.objective = objective
         self.nu = nu
         self.hidden_sizes = hidden_sizes
         self.representation_size = representation_size
         self.center_eps = center_eps
+        self.trim_fraction = trim_fraction
         self.warm_up_epochs = warm_up_epochs
         self.pretrain_epochs = pretrain_epochs
         self.max_epochs = max_epochs
@@ -360,7 +370,8 @@ class DeepSVDDDetector(BaseDeepDetector):
         if self.objective == "soft-boundary":
             r2 = module.radius.square()
             return r2 + (dist - r2).clamp(min=0.0).mean() / self.nu
-        return dist.mean()
+        kept = math.ceil((1.0 - self.trim_fraction) * dist.shape[0] - 1e-9)
+        return dist.topk(kept, largest=False, sorted=False).values.mean()
 
     def _anomaly_score(self, module, batch):
         dist = module.squared_distance(batch, rowwise=True)
