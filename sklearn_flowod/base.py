@@ -22,7 +22,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._device import resolve_device
 from ._engine.batches import scoring_rows
-from ._engine.threads import n_threads, torch_threads, work_macs
+from ._engine.threads import n_threads, thread_probes, torch_threads, work_macs
 from ._input import check_rows, dense_rows, model_input
 from ._persistence import ModulePersistence
 from ._random import derive_seed
@@ -216,8 +216,9 @@ class BaseDeepDetector(ModulePersistence, OutlierMixin, BaseEstimator, metaclass
         generator = torch.Generator(device=self.device_)
         generator.manual_seed(seed)
         # forward and backward passes of one batch
-        threads = n_threads(self.n_jobs, work_macs(module, self.batch_size, passes=3))
-        with torch_threads(threads):
+        macs = work_macs(module, self.batch_size, passes=3)
+        probes = thread_probes(self.n_jobs, macs, self.device_)
+        with torch_threads(n_threads(self.n_jobs, macs)):
             try:
                 self._use_fit_params(X, generator, **fit_params)
                 X_train, X_val = self._split_validation(X, seed)
@@ -225,7 +226,8 @@ class BaseDeepDetector(ModulePersistence, OutlierMixin, BaseEstimator, metaclass
                 if X_val is not None:
                     X_val = self._to_model_input(X_val, torch.float32, generator)
                 self._before_training(module, X_train, X_val, generator)
-                history = self._train(module, self._loss, X_train, X_val, generator)
+                history = self._train(module, self._loss, X_train, X_val, generator,
+                                      callbacks=[*probes, *self._callbacks()])
                 self._after_training(module, X_train, X_val)
             finally:
                 for name in self._fit_temporaries:

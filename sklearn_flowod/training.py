@@ -9,6 +9,7 @@ the detector's one ``_loss(module, batch, generator)``.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -181,8 +182,7 @@ def train_module(module: nn.Module, loss_fn: LossFn, X_train: torch.Tensor,
                 callback.on_step_begin(state)
             batch = X_train.index_select(0, order[start : start + batch_size])
             if config.noise_std > 0:  # the gathered batch is a copy: add the noise in place
-                batch += torch.empty_like(batch).normal_(0.0, config.noise_std,
-                                                         generator=generator)
+                batch += torch.empty_like(batch).normal_(0.0, config.noise_std, generator=generator)
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(model, batch, generator)
             loss.backward()
@@ -258,12 +258,7 @@ def _adam(parameters: list[nn.Parameter], learning_rate: float,
 
 def _snapshot(module: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
     """Copies of the weights and of the optimiser's per-parameter state."""
-    weights = trainable_state(module)
-    state = {
-        parameter: {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in s.items()}
-        for parameter, s in optimizer.state.items()
-    }
-    return weights, state
+    return trainable_state(module), {p: copy.deepcopy(s) for p, s in optimizer.state.items()}
 
 
 def _finite(parameters: list[nn.Parameter]) -> bool:
@@ -274,12 +269,10 @@ def _recover(state: TrainingState, snapshot) -> None:
     """Restore the weights of the last good epoch and lower the base step 10x."""
     history = state.history
     if history.n_lr_reductions >= MAX_DIVERGENCE_RETRIES:
-        raise TrainingDivergedError(
-            f"The training loss became non-finite in epoch {state.epoch} and stayed so "
-            f"after lowering the learning rate {MAX_DIVERGENCE_RETRIES} times. Lower "
-            "`learning_rate`, keep `standardize=True`, or check the input for extreme "
-            "values."
-        )
+        raise TrainingDivergedError(f"The training loss became non-finite in epoch {state.epoch} "
+                                    "and stayed so after lowering the learning rate "
+                                    f"{MAX_DIVERGENCE_RETRIES} times. Lower `learning_rate`, keep "
+                                    "`standardize=True`, or check the input for extreme values.")
     weights, optimizer_state = snapshot
     state.module.load_state_dict(weights, strict=False)
     state.optimizer.state.clear()

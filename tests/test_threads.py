@@ -3,6 +3,7 @@ the duration of a fit or a scoring pass, the caller's setting restored."""
 
 import contextlib
 import os
+import time
 
 import numpy as np
 import pytest
@@ -15,7 +16,10 @@ from sklearn.base import clone
 from sklearn_flowod import DeepSVDDDetector, FlowDetector
 from sklearn_flowod._engine.threads import (
     MACS_PER_THREAD,
+    PROBE_MACS,
+    ThreadProbe,
     n_threads,
+    thread_probes,
     torch_threads,
     work_macs,
 )
@@ -112,6 +116,50 @@ def test_torch_threads_restores_the_callers_setting_also_on_errors(caller_thread
     assert torch.get_num_threads() == caller_threads
     with torch_threads(caller_threads):
         assert torch.get_num_threads() == caller_threads
+
+
+@pytest.mark.skipif(CALLER_THREADS < 2, reason="needs two processors")
+@pytest.mark.parametrize("slow", [1, 2])
+def test_the_probe_keeps_the_thread_count_whose_steps_were_faster(caller_threads, slow):
+    probe = ThreadProbe((1, 2))
+    probe.on_train_begin(None)
+    seen = []
+    for _ in range(12):
+        probe.on_step_begin(None)
+        seen.append(torch.get_num_threads())
+        time.sleep(0.03 if torch.get_num_threads() == slow else 0.0)  # the step's work
+    assert set(seen[:7]) == {1, 2}  # warm-up and three timed steps of each
+    assert set(seen[7:]) == {3 - slow}
+
+
+def test_torch_threads_restores_what_a_probe_inside_changed(caller_threads):
+    with torch_threads(caller_threads):
+        probe = ThreadProbe((1, caller_threads))
+        probe.on_train_begin(None)
+        probe.on_step_begin(None)
+        torch.set_num_threads(1)
+    assert torch.get_num_threads() == caller_threads
+
+
+def test_only_large_cpu_fits_without_n_jobs_probe(caller_threads):
+    cpu = torch.device("cpu")
+    assert thread_probes(None, PROBE_MACS / 2, cpu) == []
+    assert thread_probes(1, PROBE_MACS, cpu) == []
+    assert thread_probes(None, PROBE_MACS, torch.device("meta")) == []
+    if caller_threads > 1:
+        (probe,) = thread_probes(None, PROBE_MACS, cpu)
+        assert set(probe.schedule) == {1, caller_threads}
+    torch.set_num_threads(1)  # e.g. inside a joblib worker
+    assert thread_probes(None, 1e30, cpu) == []
+
+
+@pytest.mark.skipif(CALLER_THREADS < 2, reason="needs two processors")
+def test_a_wide_fit_probes_one_thread_and_the_callers_then_restores(caller_threads):
+    X_wide = np.random.RandomState(0).normal(size=(600, 128))
+    det = _thread_recording(FlowDetector)(max_epochs=3, validation_fraction=None,
+                                          random_state=0).fit(X_wide)
+    assert det.fit_threads_ == {1, caller_threads}
+    assert torch.get_num_threads() == caller_threads
 
 
 # --------------------------------------------------------------------------- #

@@ -98,9 +98,7 @@ class CouplingEvaluator:
         states = [torch.empty((1 + n_features, n_rows), **options) for _ in range(2)]
         hidden = torch.empty((self.hidden_size + 1, n_rows), **options)
         coupling = torch.empty((2 * self.n_active, n_rows), **options)
-        for state in states:
-            state[0] = 1.0
-        hidden[-1] = 1.0
+        states[0][0] = states[1][0] = hidden[-1] = 1.0
         states[0][1:] = x.T
         passive = [state[: 1 + self.n_passive] for state in states]  # with the ones
         active = [state[1 + self.n_passive :] for state in states]
@@ -151,15 +149,10 @@ def _is_plain_block(block: nn.Module) -> bool:
     if block.input_rank != 0:
         return False
     subnet = block.subnet
-    return (
-        isinstance(subnet, nn.Sequential)
-        and len(subnet) == 3
-        and isinstance(subnet[0], nn.Linear)
-        and isinstance(subnet[1], nn.ReLU)
-        and isinstance(subnet[2], nn.Linear)
-        and subnet[0].bias is not None
-        and subnet[2].bias is not None
-    )
+    return (isinstance(subnet, nn.Sequential) and len(subnet) == 3
+            and isinstance(subnet[0], nn.Linear) and isinstance(subnet[1], nn.ReLU)
+            and isinstance(subnet[2], nn.Linear)
+            and subnet[0].bias is not None and subnet[2].bias is not None)
 
 
 _views: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

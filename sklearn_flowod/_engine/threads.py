@@ -7,18 +7,30 @@ one thread took minutes on two under load). Threads are therefore given by
 the size of the work, never beyond what the caller allows
 (``torch.get_num_threads()``, which joblib's and Dask's workers limit), and
 the caller's setting is restored afterwards.
+
+Above :data:`PROBE_MACS` per training step, the size of the work no longer
+says which is faster: on idle cores more threads win, on busy ones they
+lose. A fit of such work on the CPU therefore measures it: its first steps
+are timed on one thread and on the caller's count (:class:`ThreadProbe`),
+and the rest of the fit runs on the faster.
 """
 
 from __future__ import annotations
 
 import contextlib
+import statistics
+import time
 from collections.abc import Iterator
 
 import torch
 from joblib import effective_n_jobs
 
+from ..callbacks import Callback
+
 #: Multiply-adds per evaluated batch that one more thread is given for.
 MACS_PER_THREAD = 2**31
+#: Multiply-adds per training step from which a CPU fit times its thread counts.
+PROBE_MACS = 2**26
 
 
 def work_macs(module: torch.nn.Module, n_rows: int, passes: float = 1.0) -> float:
@@ -56,11 +68,51 @@ def n_threads(n_jobs: int | None, macs: float) -> int:
 def torch_threads(threads: int) -> Iterator[None]:
     """Run the block with ``threads`` torch intra-op threads, then restore the caller's."""
     before = torch.get_num_threads()
-    if threads == before:
-        yield
-        return
-    torch.set_num_threads(threads)
+    if threads != before:
+        torch.set_num_threads(threads)
     try:
         yield
-    finally:
-        torch.set_num_threads(before)
+    finally:  # a ThreadProbe inside may have changed it too
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
+def thread_probes(n_jobs: int | None, macs: float, device: torch.device) -> list[Callback]:
+    """``[ThreadProbe]`` for a CPU fit of ``macs`` per step at least :data:`PROBE_MACS`.
+
+    Only where ``n_jobs`` is None and the caller allows more than one thread;
+    otherwise ``[]`` (the threads of :func:`n_threads` are kept).
+    """
+    allowed = torch.get_num_threads()
+    if n_jobs is not None or device.type != "cpu" or allowed == 1 or macs < PROBE_MACS:
+        return []
+    return [ThreadProbe((1, allowed))]
+
+
+class ThreadProbe(Callback):
+    """Time the first training steps on each thread count, then keep the fastest.
+
+    The first step (warm-up) is not timed; the next ``rounds`` times
+    ``len(candidates)`` steps cycle through the candidates, each step timed
+    from its start to the next one's (CPU kernels run synchronously); from
+    then on the candidate with the smallest median step time is used.
+    """
+
+    def __init__(self, candidates: tuple[int, ...], rounds: int = 3):
+        self.schedule = [candidates[0], *(candidates * rounds)]
+
+    def on_train_begin(self, state) -> None:
+        self.times: dict[int, list[float]] = {threads: [] for threads in self.schedule}
+        self.step, self.started = 0, 0.0
+
+    def on_step_begin(self, state) -> None:
+        if self.step > len(self.schedule):
+            return
+        if self.step > 1:  # the step just finished was timed
+            self.times[self.schedule[self.step - 1]].append(time.perf_counter() - self.started)
+        if self.step < len(self.schedule):
+            torch.set_num_threads(self.schedule[self.step])
+        else:
+            torch.set_num_threads(min(self.times, key=lambda t: statistics.median(self.times[t])))
+        self.step += 1
+        self.started = time.perf_counter()

@@ -296,10 +296,8 @@ class ContrastiveFlowDetector(BaseFlowDetector):
 
     def _auxiliary_batch(self, batch: torch.Tensor, generator: torch.Generator):
         if self._aux_data is not None:
-            rows = torch.randint(
-                self._aux_data.shape[0], (batch.shape[0],), generator=generator,
-                device=batch.device,
-            )
+            rows = torch.randint(self._aux_data.shape[0], (batch.shape[0],), generator=generator,
+                                 device=batch.device)
             aux = self._aux_data[rows]
             if self.noise_std > 0 and torch.is_grad_enabled():
                 # the inlier batch carries the training noise: so does X_aux, and

@@ -347,10 +347,8 @@ class LikelihoodRatioDetector(BaseFlowDetector):
             self._check_flow(flow)
             check_is_fitted(flow)
             if flow.n_features_in_ != X.shape[1]:
-                raise ValueError(
-                    f"The frozen aux_model was fitted on {flow.n_features_in_} features, "
-                    f"but X has {X.shape[1]}."
-                )
+                raise ValueError(f"The frozen aux_model was fitted on {flow.n_features_in_} "
+                                 f"features, but X has {X.shape[1]}.")
             self._check_feature_names(flow)
             return self.aux_model
         if self.aux_model is None:
@@ -368,25 +366,20 @@ class LikelihoodRatioDetector(BaseFlowDetector):
         names = getattr(self, "feature_names_in_", None)
         frozen = getattr(flow, "feature_names_in_", None)
         if names is not None and frozen is not None and not np.array_equal(names, frozen):
-            raise ValueError(
-                "The feature names should match those that were passed to the frozen "
-                f"aux_model's fit (same names, same order): it was fitted on "
-                f"{list(frozen)}, but X has {list(names)}."
-            )
+            raise ValueError("The feature names should match those that were passed to the "
+                             "frozen aux_model's fit (same names, same order): it was fitted "
+                             f"on {list(frozen)}, but X has {list(names)}.")
 
     @staticmethod
     def _check_flow(flow) -> None:
         if isinstance(flow, LikelihoodRatioDetector):
-            raise TypeError(
-                "aux_model must model a density, not be another LikelihoodRatioDetector "
-                "(whose scores are a log-likelihood ratio); use a FlowDetector."
-            )
+            raise TypeError("aux_model must model a density, not be another "
+                            "LikelihoodRatioDetector (whose scores are a log-likelihood "
+                            "ratio); use a FlowDetector.")
         if not isinstance(flow, BaseFlowDetector):
-            raise TypeError(
-                "aux_model must be a flow detector of sklearn_flowod (e.g. FlowDetector), "
-                "possibly wrapped in sklearn.frozen.FrozenEstimator: the ratio needs a "
-                f"normalised density; got {type(flow).__name__}."
-            )
+            raise TypeError("aux_model must be a flow detector of sklearn_flowod (e.g. "
+                            "FlowDetector), possibly wrapped in sklearn.frozen.FrozenEstimator: "
+                            f"the ratio needs a normalised density; got {type(flow).__name__}.")
 
     def _general_flow(self) -> BaseFlowDetector:
         model = self.aux_model_
@@ -414,8 +407,7 @@ class LikelihoodRatioDetector(BaseFlowDetector):
         if self._outlier_data is None or not torch.is_grad_enabled():
             return loss
         aux, log_p_g = self._outlier_data
-        rows = torch.randint(aux.shape[0], (batch.shape[0],), generator=generator,
-                             device=aux.device)
+        rows = torch.randint(len(aux), (batch.shape[0],), generator=generator, device=aux.device)
         log_p_in = self._log_density_input_space(module, aux[rows])
         logit = (log_p_g[rows] - log_p_in) / self.outlier_temperature
         outlier_loss = -torch.nn.functional.logsigmoid(logit).mean()
