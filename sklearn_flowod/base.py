@@ -229,10 +229,10 @@ class BaseDeepDetector(ModulePersistence, OutlierMixin, BaseEstimator, metaclass
                 history = self._train(module, self._loss, X_train, X_val, generator,
                                       callbacks=[*probes, *self._callbacks()])
                 self._after_training(module, X_train, X_val)
+                self.module_ = self._finish_module(module)
             finally:
                 for name in self._fit_temporaries:
                     self.__dict__.pop(name, None)
-        self.module_ = self._finish_module(module)
         self._store_history(history)
         if self.contamination == "auto":
             self.offset_ = float(self._auto_offset(X))

@@ -9,7 +9,6 @@ the detector's one ``_loss(module, batch, generator)``.
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -172,7 +171,7 @@ def train_module(module: nn.Module, loss_fn: LossFn, X_train: torch.Tensor,
         callback.on_train_begin(state)
     stop = False
     while not stop and history.n_steps < max_steps:
-        snapshot = _snapshot(module, optimizer)
+        snapshot = trainable_state(module)
         module.train()
         order = torch.randperm(n_samples, generator=generator, device=X_train.device)
         total, rows = torch.zeros((), device=X_train.device), 0
@@ -256,27 +255,25 @@ def _adam(parameters: list[nn.Parameter], learning_rate: float,
     return torch.optim.Adam(parameters, lr=learning_rate, weight_decay=weight_decay, fused=fused)
 
 
-def _snapshot(module: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
-    """Copies of the weights and of the optimiser's per-parameter state."""
-    return trainable_state(module), {p: copy.deepcopy(s) for p, s in optimizer.state.items()}
-
-
 def _finite(parameters: list[nn.Parameter]) -> bool:
     return bool(nn.utils.parameters_to_vector(parameters).isfinite().all())
 
 
 def _recover(state: TrainingState, snapshot) -> None:
-    """Restore the weights of the last good epoch and lower the base step 10x."""
+    """Restore the weights of the last good epoch, restart Adam with a 10x lower base step.
+
+    Adam's moments are dropped rather than restored: they were built with the
+    step that diverged, and keeping a copy of them at every epoch costs as
+    much as the steps of a small epoch.
+    """
     history = state.history
     if history.n_lr_reductions >= MAX_DIVERGENCE_RETRIES:
         raise TrainingDivergedError(f"The training loss became non-finite in epoch {state.epoch} "
                                     "and stayed so after lowering the learning rate "
                                     f"{MAX_DIVERGENCE_RETRIES} times. Lower `learning_rate`, keep "
                                     "`standardize=True`, or check the input for extreme values.")
-    weights, optimizer_state = snapshot
-    state.module.load_state_dict(weights, strict=False)
+    state.module.load_state_dict(snapshot, strict=False)
     state.optimizer.state.clear()
-    state.optimizer.state.update(optimizer_state)
     state.learning_rate *= 0.1
     for group in state.optimizer.param_groups:
         group["lr"] = state.learning_rate

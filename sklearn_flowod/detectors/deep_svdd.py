@@ -50,15 +50,15 @@ def _chunks(module: nn.Module, X: torch.Tensor):
     return (X[start : start + size] for start in range(0, X.shape[0], size))
 
 
-class _RadiusUpdate(Callback):
-    """Soft-boundary: set R from the training rows after every epoch from ``first``."""
+class _EpochEnd(Callback):
+    """Call ``update(module)`` after every epoch from epoch ``first``."""
 
-    def __init__(self, detector: DeepSVDDDetector, first: int):
-        self.detector, self.first = detector, first
+    def __init__(self, update, first: int = 1):
+        self.update, self.first = update, first
 
     def on_check(self, state) -> None:
         if state.epoch_ended and state.epoch >= self.first:
-            self.detector._set_radius(state.module, self.detector._radius_data)
+            self.update(state.module)
 
 
 class DeepSVDDDetector(BaseDeepDetector):
@@ -78,10 +78,12 @@ class DeepSVDDDetector(BaseDeepDetector):
 
     - ``"one-class"`` minimises the mean squared distance
       ``mean ||phi(x) - c||^2`` (Ruff et al., Eq. 4); the anomaly score is
-      ``||phi(x) - c||^2``. With ``trim_fraction = q > 0`` the mean runs over
-      the ``ceil((1 - q) n)`` rows of each batch closest to ``c`` only (a
-      trimmed mean, as in least trimmed squares), so that outliers among the
-      training rows are not pulled to the centre.
+      ``||phi(x) - c||^2``. With ``trim_fraction = q > 0`` the mean runs
+      only over the rows within the ``(1 - q)`` quantile of the training
+      rows' distances, set from the initial network and again after every
+      epoch (a trimmed mean, as in least trimmed squares): outliers among the
+      training rows, as long as they are fewer than ``q``, are not pulled
+      to the centre.
     - ``"soft-boundary"`` minimises
       ``R^2 + 1/nu * mean max(0, ||phi(x) - c||^2 - R^2)``. As in Ruff et al.,
       ``R`` is not trained by gradient descent: after ``warm_up_epochs``
@@ -118,7 +120,7 @@ class DeepSVDDDetector(BaseDeepDetector):
         set to ``+center_eps`` or ``-center_eps`` (by their sign; 0 goes to
         ``+center_eps``).
     trim_fraction : float in [0, 0.5), default=0.0
-        ``"one-class"``: the share of each batch's rows farthest from ``c``
+        ``"one-class"``: the share of the training rows farthest from ``c``
         left out of the mean; 0 is Ruff et al.'s objective.
     warm_up_epochs : int, default=10
         Soft-boundary: epochs trained with ``R = 0`` before the radius is
@@ -253,7 +255,7 @@ class DeepSVDDDetector(BaseDeepDetector):
         "warm_up_epochs": [Interval(Integral, 0, None, closed="left")],
         "pretrain_epochs": [Interval(Integral, 0, None, closed="left")],
     }
-    _fit_temporaries = ("_radius_data",)
+    _fit_temporaries = ("_radius_data", "_trim_radius")
 
     def __init__(self, *, objective="one-class", nu=0.1, hidden_sizes=(256,),
                  representation_size=128, center_eps=0.1, trim_fraction=0.0, warm_up_epochs=10,
@@ -307,6 +309,9 @@ class DeepSVDDDetector(BaseDeepDetector):
             self._pretrain(module, X_train, generator)
         module.center.copy_(self._initial_center(module, X_train))
         self._radius_data = X_train
+        self._trim_radius = None  # the trimmed objective's squared radius, on the device
+        if self.objective == "one-class" and self.trim_fraction > 0:
+            self._set_trim_radius(module)
 
     def _pretrain(self, module, X_train, generator):
         """Train the encoder with a mirrored bias-free decoder on reconstruction."""
@@ -333,25 +338,34 @@ class DeepSVDDDetector(BaseDeepDetector):
         sign = torch.where(center < 0, -1.0, 1.0).to(center.dtype)
         return torch.where(center.abs() < self.center_eps, sign * self.center_eps, center)
 
-    def _set_radius(self, module, X_train) -> None:
-        """R^2 = the (1 - nu) quantile of the training distances.
+    def _distance_quantile(self, module, X, fraction: float) -> torch.Tensor:
+        """The ``ceil((1 - fraction) n)``-th smallest squared distance of ``X``'s rows.
 
-        The ``ceil((1 - nu) n)``-th smallest squared distance: at most a
-        fraction ``nu`` of the training points lies strictly outside.
+        At most a ``fraction`` of the rows lies strictly farther from ``c``.
         """
         module.eval()
         with torch.no_grad():
-            dist = torch.cat([module.squared_distance(chunk) for chunk in _chunks(module, X_train)])
-        k = max(1, math.ceil((1.0 - self.nu) * dist.shape[0] - 1e-9))
-        module.radius.fill_(float(dist.kthvalue(k).values) ** 0.5)
+            dist = torch.cat([module.squared_distance(chunk) for chunk in _chunks(module, X)])
+        k = max(1, math.ceil((1.0 - fraction) * dist.shape[0] - 1e-9))
+        return dist.kthvalue(k).values
+
+    def _set_radius(self, module, X_train) -> None:
+        """R^2 = the (1 - nu) quantile of the training distances."""
+        module.radius.copy_(self._distance_quantile(module, X_train, self.nu).sqrt())
+
+    def _set_trim_radius(self, module) -> None:
+        self._trim_radius = self._distance_quantile(module, self._radius_data, self.trim_fraction)
 
     def _callbacks(self) -> list[Callback]:
         callbacks = super()._callbacks()
         if self.objective == "soft-boundary":
             # R is updated from the epoch when the warm-up is over (at the latest
             # after the last epoch), so that the loss sees a sphere early on.
-            max_epochs = self._training_config().max_epochs
-            callbacks.append(_RadiusUpdate(self, max(1, min(self.warm_up_epochs, max_epochs))))
+            first = max(1, min(self.warm_up_epochs, self._training_config().max_epochs))
+            callbacks.append(_EpochEnd(lambda module: self._set_radius(module, self._radius_data),
+                                       first))
+        elif self.trim_fraction > 0:
+            callbacks.append(_EpochEnd(self._set_trim_radius))
         return callbacks
 
     def _after_training(self, module, X_train, X_val):
@@ -370,8 +384,10 @@ class DeepSVDDDetector(BaseDeepDetector):
         if self.objective == "soft-boundary":
             r2 = module.radius.square()
             return r2 + (dist - r2).clamp(min=0.0).mean() / self.nu
-        kept = math.ceil((1.0 - self.trim_fraction) * dist.shape[0] - 1e-9)
-        return dist.topk(kept, largest=False, sorted=False).values.mean()
+        if self._trim_radius is None:
+            return dist.mean()
+        kept = (dist <= self._trim_radius).to(dist.dtype)
+        return (dist * kept).sum() / kept.sum().clamp(min=1.0)
 
     def _anomaly_score(self, module, batch):
         dist = module.squared_distance(batch, rowwise=True)
