@@ -39,10 +39,8 @@ def _import_dask():
         import dask
         import dask.array
     except ImportError as exc:
-        raise ImportError(
-            "sklearn_flowod.distributed needs dask; install it with "
-            "pip install 'sklearn-flowod[distributed]'."
-        ) from exc
+        raise ImportError("sklearn_flowod.distributed needs dask; install it with "
+                          "pip install 'sklearn-flowod[distributed]'.") from exc
     return dask
 
 
@@ -144,9 +142,8 @@ def score_partitions(detector: Any, X: dask.array.Array | dask.dataframe.DataFra
     """
     dask = _import_dask()
     if method not in SCORING_METHODS:
-        raise ValueError(
-            f"method={method!r} is not a scoring method; use one of {sorted(SCORING_METHODS)}."
-        )
+        raise ValueError(f"method={method!r} is not a scoring method; use one of "
+                         f"{sorted(SCORING_METHODS)}.")
     if not hasattr(detector, method):
         raise TypeError(f"{type(detector).__name__} has no method {method!r}.")
     check_is_fitted(detector)
@@ -156,9 +153,8 @@ def score_partitions(detector: Any, X: dask.array.Array | dask.dataframe.DataFra
 
     if isinstance(X, dask.array.Array):
         if X.ndim != 2:
-            raise ValueError(
-                f"X must be 2-D (n_samples, n_features); got a dask array of shape {X.shape}."
-            )
+            raise ValueError("X must be 2-D (n_samples, n_features); got a dask array of "
+                             f"shape {X.shape}.")
         if X.numblocks[1] != 1:
             X = X.rechunk({1: -1})
         return X.map_blocks(_score_block, shared, method, dtype, drop_axis=1, dtype=dtype,
@@ -169,11 +165,7 @@ def score_partitions(detector: Any, X: dask.array.Array | dask.dataframe.DataFra
         meta = _score_frame(X._meta, detector=None, method=method, dtype=dtype)
         return X.map_partitions(_score_frame, shared, method, dtype, meta=meta)
     if dd is not None and isinstance(X, dd.Series):
-        raise ValueError(
-            "X must be 2-D (n_samples, n_features); got a dask Series. "
-            "Use X.to_frame() for a single feature."
-        )
-    raise TypeError(
-        f"X must be a dask array or a dask DataFrame, got {type(X).__name__}; score "
-        f"in-memory data with detector.{method}(X) directly."
-    )
+        raise ValueError("X must be 2-D (n_samples, n_features); got a dask Series. "
+                         "Use X.to_frame() for a single feature.")
+    raise TypeError(f"X must be a dask array or a dask DataFrame, got {type(X).__name__}; "
+                    f"score in-memory data with detector.{method}(X) directly.")

@@ -150,6 +150,21 @@ def test_one_class_auto_threshold_is_the_nu_quantile():
     assert np.all(scores >= 0)  # one-class: the plain squared distance
 
 
+@pytest.mark.parametrize("trim_fraction", [0.1, 0.0])
+def test_trimming_keeps_a_minority_of_training_outliers_out_of_the_sphere(trim_fraction):
+    # 7% of the training rows form a cluster far from the rest: the trimmed
+    # objective leaves them out of the mean (they end outside the sphere); the
+    # plain one (Ruff et al.'s Eq. 4) pulls them in with the inliers
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.standard_normal((300, 4)), 5.0 + rng.standard_normal((24, 4))])
+    det = DeepSVDDDetector(trim_fraction=trim_fraction, random_state=0, device="cpu").fit(X)
+    auroc = roc_auc_score(np.r_[np.zeros(300), np.ones(24)], det.anomaly_score(X))
+    if trim_fraction:
+        assert auroc > 0.99 and np.all(det.predict(X[300:]) == -1)
+    else:
+        assert auroc < 0.8
+
+
 def test_center_coordinates_are_kept_away_from_zero():
     X_train, _, _ = _ring_problem(n_train=200)
     det = DeepSVDDDetector(max_epochs=1, center_eps=0.5, random_state=0, **SMALL).fit(X_train)

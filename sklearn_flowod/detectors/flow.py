@@ -80,10 +80,8 @@ class BaseFlowDetector(BaseINNDetector):
         """
         nodes, weights = np.polynomial.hermite_e.hermegauss(self._n_padding_nodes_)
         nodes = torch.as_tensor(nodes, dtype=batch.dtype, device=batch.device)
-        log_w = torch.as_tensor(
-            np.log(weights) + 0.5 * nodes.cpu().numpy() ** 2, dtype=batch.dtype,
-            device=batch.device,
-        )
+        log_w = torch.as_tensor(np.log(weights) + 0.5 * nodes.cpu().numpy() ** 2,
+                                dtype=batch.dtype, device=batch.device)
         n_rows = batch.shape[0]
         x = batch[:, :1].repeat(self._n_padding_nodes_, 1)
         s = nodes.repeat_interleave(n_rows)[:, None] / self._input_divisor_
