@@ -43,6 +43,11 @@ class SVDDNetwork(nn.Module):
         return (z - self.center).square().sum(dim=1)
 
 
+def _upper_quantile(dist: torch.Tensor, fraction: float) -> torch.Tensor:
+    """The ``ceil((1 - fraction) n)``-th smallest of ``dist``: at most ``fraction`` lie above."""
+    return dist.kthvalue(max(1, math.ceil((1.0 - fraction) * dist.shape[0] - 1e-9))).values
+
+
 def _chunks(module: nn.Module, X: torch.Tensor):
     size = scoring_rows(module, X.shape[1], X.shape[0], X.device)
     return (X[start : start + size] for start in range(0, X.shape[0], size))
@@ -79,7 +84,8 @@ class DeepSVDDDetector(BaseDeepDetector):
       ``||phi(x) - c||^2``. With ``trim_fraction = q > 0`` the mean runs
       only over the rows within the ``(1 - q)`` quantile of the training
       rows' distances, set from the initial network and again after every
-      epoch (a trimmed mean, as in least trimmed squares): outliers among the
+      epoch from the distances its steps computed (a trimmed mean, as in
+      least trimmed squares): outliers among the
       training rows, as long as they are fewer than ``q``, are not pulled
       to the centre.
     - ``"soft-boundary"`` minimises
@@ -259,7 +265,7 @@ class DeepSVDDDetector(BaseDeepDetector):
         "warm_up_epochs": [Interval(Integral, 0, None, closed="left")],
         "pretrain_epochs": [Interval(Integral, 0, None, closed="left")],
     }
-    _fit_temporaries = ("_radius_data", "_trim_radius")
+    _fit_temporaries = ("_radius_data", "_trim_radius", "_epoch_distances")
 
     def __init__(self, *, objective="one-class", nu=0.1, hidden_sizes=(256,),
                  representation_size=128, center_eps=0.1, trim_fraction=0.1, warm_up_epochs=10,
@@ -314,6 +320,7 @@ class DeepSVDDDetector(BaseDeepDetector):
         module.center.copy_(self._initial_center(module, X_train))
         self._radius_data = X_train
         self._trim_radius = None  # the trimmed objective's squared radius, on the device
+        self._epoch_distances = []  # the training steps' distances since the last update
         if self.objective == "one-class" and self.trim_fraction > 0:
             self._set_trim_radius(module)
 
@@ -347,9 +354,9 @@ class DeepSVDDDetector(BaseDeepDetector):
         """
         module.eval()
         with torch.no_grad():
-            dist = torch.cat([module.squared_distance(chunk) for chunk in _chunks(module, X)])
-        k = max(1, math.ceil((1.0 - fraction) * dist.shape[0] - 1e-9))
-        return dist.kthvalue(k).values
+            return _upper_quantile(
+                torch.cat([module.squared_distance(chunk) for chunk in _chunks(module, X)]),
+                fraction)
 
     def _set_radius(self, module, X_train) -> None:
         """R^2 = the (1 - nu) quantile of the training distances."""
@@ -357,6 +364,12 @@ class DeepSVDDDetector(BaseDeepDetector):
 
     def _set_trim_radius(self, module) -> None:
         self._trim_radius = self._distance_quantile(module, self._radius_data, self.trim_fraction)
+
+    def _update_trim_radius(self, module) -> None:
+        """The trim radius from the distances of the epoch's steps (no extra pass)."""
+        dist = torch.cat(self._epoch_distances)[-self._radius_data.shape[0]:]
+        self._epoch_distances.clear()  # (a retried epoch's are the last ones kept)
+        self._trim_radius = _upper_quantile(dist, self.trim_fraction)
 
     def _callbacks(self) -> list[Callback]:
         callbacks = super()._callbacks()
@@ -367,7 +380,7 @@ class DeepSVDDDetector(BaseDeepDetector):
             callbacks.append(_EpochEnd(lambda module: self._set_radius(module, self._radius_data),
                                        first))
         elif self.trim_fraction > 0:
-            callbacks.append(_EpochEnd(self._set_trim_radius))
+            callbacks.append(_EpochEnd(self._update_trim_radius))
         return callbacks
 
     def _after_training(self, module, X_train, X_val):
@@ -388,6 +401,8 @@ class DeepSVDDDetector(BaseDeepDetector):
             return r2 + (dist - r2).clamp(min=0.0).mean() / self.nu
         if self._trim_radius is None:
             return dist.mean()
+        if torch.is_grad_enabled():
+            self._epoch_distances.append(dist.detach())
         kept = (dist <= self._trim_radius).to(dist.dtype)
         return (dist * kept).sum() / kept.sum().clamp(min=1.0)
 
