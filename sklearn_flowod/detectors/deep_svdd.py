@@ -354,9 +354,8 @@ class DeepSVDDDetector(BaseDeepDetector):
         """
         module.eval()
         with torch.no_grad():
-            return _upper_quantile(
-                torch.cat([module.squared_distance(chunk) for chunk in _chunks(module, X)]),
-                fraction)
+            dist = torch.cat([module.squared_distance(chunk) for chunk in _chunks(module, X)])
+        return _upper_quantile(dist, fraction)
 
     def _set_radius(self, module, X_train) -> None:
         """R^2 = the (1 - nu) quantile of the training distances."""
@@ -411,7 +410,12 @@ class DeepSVDDDetector(BaseDeepDetector):
         return dist - module.radius.square() if self.objective == "soft-boundary" else dist
 
     def _auto_offset(self, X: np.ndarray) -> float:
-        return 0.0 if self.objective == "soft-boundary" else -float(self.module_.radius) ** 2
+        if self.objective == "soft-boundary":
+            return 0.0
+        # -R^2 from the training rows scored as score_samples scores them (not from
+        # their float32 training copy): exactly a fraction nu lies beyond it
+        scores = self._apply_in_batches(X, self._anomaly_score, validate=False)
+        return -float(_upper_quantile(torch.as_tensor(scores), self.nu))
 
     def representation(self, X) -> np.ndarray:
         """Map samples to the representation space of the hypersphere.
