@@ -263,8 +263,9 @@ def _recover(state: TrainingState, snapshot) -> None:
     """Restore the weights of the last good epoch, restart Adam with a 10x lower base step.
 
     Adam's moments are dropped rather than restored: they were built with the
-    step that diverged, and keeping a copy of them at every epoch costs as
-    much as the steps of a small epoch.
+    step that diverged, and keeping a copy of them would mean copying every
+    moment tensor at the start of every epoch, in every fit, for the rare
+    fit that diverges.
     """
     history = state.history
     if history.n_lr_reductions >= MAX_DIVERGENCE_RETRIES:

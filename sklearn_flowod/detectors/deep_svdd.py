@@ -85,9 +85,8 @@ class DeepSVDDDetector(BaseDeepDetector):
       only over the rows within the ``(1 - q)`` quantile of the training
       rows' distances, set from the initial network and again after every
       epoch from the distances its steps computed (a trimmed mean, as in
-      least trimmed squares): outliers among the
-      training rows, as long as they are fewer than ``q``, are not pulled
-      to the centre.
+      least trimmed squares): outliers among the training rows, as long as
+      they are fewer than ``q``, are not pulled to the centre.
     - ``"soft-boundary"`` minimises
       ``R^2 + 1/nu * mean max(0, ||phi(x) - c||^2 - R^2)``. As in Ruff et al.,
       ``R`` is not trained by gradient descent: after ``warm_up_epochs``
@@ -322,7 +321,7 @@ class DeepSVDDDetector(BaseDeepDetector):
         self._trim_radius = None  # the trimmed objective's squared radius, on the device
         self._epoch_distances = []  # the training steps' distances since the last update
         if self.objective == "one-class" and self.trim_fraction > 0:
-            self._set_trim_radius(module)
+            self._trim_radius = self._distance_quantile(module, X_train, self.trim_fraction)
 
     def _pretrain(self, module, X_train, generator):
         """Train the encoder with a mirrored bias-free decoder on reconstruction."""
@@ -360,9 +359,6 @@ class DeepSVDDDetector(BaseDeepDetector):
     def _set_radius(self, module, X_train) -> None:
         """R^2 = the (1 - nu) quantile of the training distances."""
         module.radius.copy_(self._distance_quantile(module, X_train, self.nu).sqrt())
-
-    def _set_trim_radius(self, module) -> None:
-        self._trim_radius = self._distance_quantile(module, self._radius_data, self.trim_fraction)
 
     def _update_trim_radius(self, module) -> None:
         """The trim radius from the distances of the epoch's steps (no extra pass)."""
