@@ -211,7 +211,8 @@ class BaseDeepDetector(ModulePersistence, OutlierMixin, BaseEstimator, metaclass
             setattr(self, name + "_", getattr(type(self), name))
         seed = derive_seed(self.random_state)
         self._fit_scaler(X)
-        self._module_config_ = self._module_config(self._model_features(X.shape[1]))
+        # a coupling needs two halves: 1-D data get a noise column (see _to_model_input)
+        self._module_config_ = self._module_config(max(X.shape[1], 2))
         module = self._build_module(self._module_config_, seed).to(self.device_)
         generator = torch.Generator(device=self.device_)
         generator.manual_seed(seed)
@@ -250,11 +251,6 @@ class BaseDeepDetector(ModulePersistence, OutlierMixin, BaseEstimator, metaclass
         scaler = StandardScaler(with_mean=self.standardize, with_std=self.standardize).fit(X)
         self.mean_ = scaler.mean_ if self.standardize else np.zeros(X.shape[1])
         self.scale_ = scaler.scale_ if self.standardize else np.ones(X.shape[1])
-
-    @staticmethod
-    def _model_features(n_features: int) -> int:
-        """Dimension the network sees: one noise column is added to 1-D data."""
-        return max(n_features, 2)
 
     def _split_validation(self, X: np.ndarray, seed: int):
         """Hold out ``validation_fraction`` of the rows, at least one and at most

@@ -214,7 +214,8 @@ def _finished_epoch(state: TrainingState, snapshot, total, rows, parameters) -> 
     """Record a finished epoch; False (after restoring ``snapshot``) if it diverged."""
     history = state.history
     epoch_loss = float(total) / rows
-    if not math.isfinite(epoch_loss) or not _finite(parameters):
+    finite = nn.utils.parameters_to_vector(parameters).isfinite().all()
+    if not (math.isfinite(epoch_loss) and finite):
         _recover(state, snapshot)
         return False
     history.loss_curve.append(epoch_loss)
@@ -253,10 +254,6 @@ def _adam(parameters: list[nn.Parameter], learning_rate: float,
     """Adam over ``parameters``, fused into one kernel per step on CPUs and CUDA."""
     fused = parameters[0].device.type in ("cpu", "cuda")
     return torch.optim.Adam(parameters, lr=learning_rate, weight_decay=weight_decay, fused=fused)
-
-
-def _finite(parameters: list[nn.Parameter]) -> bool:
-    return bool(nn.utils.parameters_to_vector(parameters).isfinite().all())
 
 
 def _recover(state: TrainingState, snapshot) -> None:

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import weakref
 
-import FrEIA.framework as Ff
-import FrEIA.modules as Fm
 import torch
 from torch import nn
 
@@ -41,12 +39,12 @@ class CouplingEvaluator:
     Parameters
     ----------
     inn : FrEIA.framework.SequenceINN
-        The flow; every block must pass :func:`is_foldable`. Its weights are
-        copied (in its dtype and on its device), so later changes to the
-        flow are not seen.
+        A flow as :func:`~sklearn_flowod.networks.build_inn` makes it. Its
+        weights are copied (in its dtype and on its device), so later
+        changes to the flow are not seen.
     """
 
-    def __init__(self, inn: Ff.SequenceINN):
+    def __init__(self, inn: nn.Module):
         self.layers = []
         self.n_passive, self.n_active = inn.module_list[0].splits
         log_det = None
@@ -124,61 +122,18 @@ class CouplingEvaluator:
         return features[current].T, log_jac_det
 
 
-def is_foldable(module: nn.Module) -> bool:
-    """Whether :class:`CouplingEvaluator` reproduces ``module``'s forward pass.
-
-    True for a FrEIA ``SequenceINN`` of plain ``AllInOneBlock`` couplings on
-    flat data (no conditions, GIN, Householder or reverse permutation) whose
-    subnets are ``Linear, ReLU, Linear`` of one hidden width and whose blocks
-    split the features alike, as the package builds them.
-    """
-    if not isinstance(module, Ff.SequenceINN) or len(module.module_list) == 0:
-        return False
-    if not all(_is_plain_block(block) for block in module.module_list):
-        return False
-    if len({tuple(block.splits) for block in module.module_list}) != 1:
-        return False
-    return len({block.subnet[0].out_features for block in module.module_list}) == 1
-
-
-def _is_plain_block(block: nn.Module) -> bool:
-    if not isinstance(block, Fm.AllInOneBlock):
-        return False
-    if block.conditional or block.GIN or block.householder or block.reverse_pre_permute:
-        return False
-    if block.input_rank != 0:
-        return False
-    subnet = block.subnet
-    return (isinstance(subnet, nn.Sequential) and len(subnet) == 3
-            and isinstance(subnet[0], nn.Linear) and isinstance(subnet[1], nn.ReLU)
-            and isinstance(subnet[2], nn.Linear)
-            and subnet[0].bias is not None and subnet[2].bias is not None)
-
-
 _views: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def folded_view(module: nn.Module):
-    """A new :class:`CouplingEvaluator` of ``module`` when it is foldable, else ``module``.
-
-    Unlike :func:`scoring_view` nothing is cached: for a network that is
-    still being trained (e.g. to evaluate a validation loss after an epoch).
-    """
-    return CouplingEvaluator(module) if is_foldable(module) else module
 
 
 def scoring_view(module: nn.Module):
     """What scoring should call in place of ``module``.
 
-    A :class:`CouplingEvaluator` of ``module`` when it is foldable, else
-    ``module`` itself. The evaluator is cached per module and rebuilt when
-    any of its parameters or buffers was replaced or modified in place, as
-    recorded by the tensors' version counters (which torch's fused
-    optimisers do not advance: use :func:`folded_view` for a network in
+    A :class:`CouplingEvaluator` of ``module``, cached per module and
+    rebuilt when any of its parameters or buffers was replaced or modified
+    in place, as recorded by the tensors' version counters (which torch's
+    fused optimisers do not advance: build a new evaluator for a network in
     training).
     """
-    if not is_foldable(module):
-        return module
     tensors = [*module.parameters(), *module.buffers()]
     try:
         key = tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)

@@ -7,7 +7,6 @@ import math
 import numpy as np
 import torch
 
-from .._engine.folded import folded_view
 from ..networks import with_min_rows
 from ._inn import BaseINNDetector
 
@@ -20,13 +19,7 @@ def standard_normal_log_density(z: torch.Tensor) -> torch.Tensor:
 
 
 def flow_log_density(module, batch: torch.Tensor) -> torch.Tensor:
-    """Change of variables: ``log p(x) = log N(INN(x); 0, I) + log|det J_INN(x)|``.
-
-    Without gradients (the held-out checks of training) a coupling flow is
-    evaluated through its folded evaluator, as scoring does.
-    """
-    if not torch.is_grad_enabled():
-        module = folded_view(module)
+    """Change of variables: ``log p(x) = log N(INN(x); 0, I) + log|det J_INN(x)|``."""
     z, log_jac_det = module(batch, jac=True)
     return standard_normal_log_density(z) + log_jac_det
 
