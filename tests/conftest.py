@@ -8,6 +8,7 @@ import pytest
 import sklearn
 import torch
 from hypothesis import settings
+from hypothesis import strategies as st
 
 from sklearn_flowod import (
     ContrastiveFlowDetector,
@@ -34,6 +35,30 @@ def trained_looking_flow(n_features, seed, n_blocks=3, dtype=torch.float64):
             if parameter.requires_grad:
                 parameter.add_(0.5 * torch.randn_like(parameter))
     return inn
+
+
+#: Shapes of the small flows the evaluators are checked on (hypothesis strategies).
+FLOW_SHAPES = {
+    "n_features": st.integers(2, 9),
+    "n_blocks": st.integers(1, 4),
+    "hidden_size": st.integers(1, 12),
+    "soft": st.booleans(),
+    "n_rows": st.integers(1, 40),
+    "seed": st.integers(0, 2**16),
+}
+
+
+def trained_looking_inn(n_features, n_blocks, hidden_size, soft, seed):
+    """A float64 flow whose every parameter is away from its initial value."""
+    inn = build_inn(n_features, n_blocks=n_blocks, hidden_size=hidden_size,
+                    affine_clamping=2.0, soft_permutation=soft, seed=seed).double()
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in inn.parameters():
+            if parameter.requires_grad:
+                parameter.add_(0.3 * torch.randn(parameter.shape, generator=generator,
+                                                 dtype=parameter.dtype))
+    return inn.eval()
 
 
 def no_compiler() -> bool:

@@ -4,37 +4,18 @@ import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from sklearn_flowod import FlowDetector
 from sklearn_flowod._engine.folded import CouplingEvaluator, scoring_view
 from sklearn_flowod.networks import build_inn
 
-
-def _trained_looking_inn(n_features, n_blocks, hidden_size, soft, seed):
-    """A float64 flow whose every parameter is away from its initial value."""
-    inn = build_inn(n_features, n_blocks=n_blocks, hidden_size=hidden_size,
-                    affine_clamping=2.0, soft_permutation=soft, seed=seed).double()
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in inn.parameters():
-            if parameter.requires_grad:
-                parameter.add_(0.3 * torch.randn(parameter.shape, generator=generator,
-                                                 dtype=parameter.dtype))
-    return inn.eval()
+from .conftest import FLOW_SHAPES, trained_looking_inn
 
 
 @settings(max_examples=25, deadline=None)
-@given(
-    n_features=st.integers(2, 9),
-    n_blocks=st.integers(1, 4),
-    hidden_size=st.integers(1, 12),
-    soft=st.booleans(),
-    n_rows=st.integers(1, 40),
-    seed=st.integers(0, 2**16),
-)
+@given(**FLOW_SHAPES)
 def test_equals_freia_forward(n_features, n_blocks, hidden_size, soft, n_rows, seed):
-    inn = _trained_looking_inn(n_features, n_blocks, hidden_size, soft, seed)
+    inn = trained_looking_inn(n_features, n_blocks, hidden_size, soft, seed)
     x = torch.randn(n_rows, n_features, generator=torch.Generator().manual_seed(seed),
                     dtype=torch.float64) * 2
     with torch.inference_mode():
@@ -45,7 +26,7 @@ def test_equals_freia_forward(n_features, n_blocks, hidden_size, soft, n_rows, s
 
 
 def test_without_jacobian_returns_the_same_codes():
-    inn = _trained_looking_inn(5, 3, 8, True, 0)
+    inn = trained_looking_inn(5, 3, 8, True, 0)
     x = torch.randn(17, 5, dtype=torch.float64)
     evaluator = CouplingEvaluator(inn)
     z, log_det = evaluator(x, jac=False)
@@ -54,7 +35,7 @@ def test_without_jacobian_returns_the_same_codes():
 
 
 def test_evaluator_does_not_track_gradients_or_alias_its_input():
-    inn = _trained_looking_inn(4, 2, 6, False, 1)
+    inn = trained_looking_inn(4, 2, 6, False, 1)
     x = torch.randn(10, 4, dtype=torch.float64)
     before = x.clone()
     z, _ = scoring_view(inn)(x)
@@ -63,7 +44,7 @@ def test_evaluator_does_not_track_gradients_or_alias_its_input():
 
 
 def test_view_is_cached_until_a_weight_changes():
-    inn = _trained_looking_inn(4, 2, 6, True, 2)
+    inn = trained_looking_inn(4, 2, 6, True, 2)
     x = torch.randn(9, 4, dtype=torch.float64)
     view = scoring_view(inn)
     assert scoring_view(inn) is view

@@ -10,18 +10,7 @@ from sklearn_flowod import FlowDetector, InvertibleOneClassDetector
 from sklearn_flowod._engine.coupling_pass import CouplingPass
 from sklearn_flowod.networks import build_inn, exact_inverse_permutations
 
-
-def _trained_looking_inn(n_features, n_blocks, hidden_size, soft, seed):
-    """A float64 flow whose every trainable parameter is away from its initial value."""
-    inn = build_inn(n_features, n_blocks=n_blocks, hidden_size=hidden_size,
-                    affine_clamping=2.0, soft_permutation=soft, seed=seed).double()
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in inn.parameters():
-            if parameter.requires_grad:
-                parameter.add_(0.3 * torch.randn(parameter.shape, generator=generator,
-                                                 dtype=parameter.dtype))
-    return inn
+from .conftest import FLOW_SHAPES, trained_looking_inn
 
 
 def _gradients(inn, z, log_det):
@@ -30,19 +19,10 @@ def _gradients(inn, z, log_det):
 
 
 @settings(max_examples=30, deadline=None)
-@given(
-    n_features=st.integers(2, 9),
-    n_blocks=st.integers(1, 4),
-    hidden_size=st.integers(1, 12),
-    soft=st.booleans(),
-    n_rows=st.integers(1, 40),
-    rev=st.booleans(),
-    jac=st.booleans(),
-    seed=st.integers(0, 2**16),
-)
+@given(**FLOW_SHAPES, rev=st.booleans(), jac=st.booleans())
 def test_equals_freia_with_gradients(n_features, n_blocks, hidden_size, soft, n_rows, rev,
                                      jac, seed):
-    inn = _trained_looking_inn(n_features, n_blocks, hidden_size, soft, seed)
+    inn = trained_looking_inn(n_features, n_blocks, hidden_size, soft, seed)
     x = torch.randn(n_rows, n_features, generator=torch.Generator().manual_seed(seed),
                     dtype=torch.float64)
     z_ref, log_det_ref = inn(x, rev=rev, jac=True)
@@ -61,7 +41,7 @@ def test_equals_freia_with_gradients(n_features, n_blocks, hidden_size, soft, n_
 
 
 def test_inverse_undoes_the_forward_pass():
-    inn = exact_inverse_permutations(_trained_looking_inn(6, 3, 8, True, 0))
+    inn = exact_inverse_permutations(trained_looking_inn(6, 3, 8, True, 0))
     view = CouplingPass(inn)
     x = torch.randn(25, 6, dtype=torch.float64)
     with torch.no_grad():
