@@ -270,7 +270,9 @@ class InvertibleOneClassDetector(BaseINNDetector):
         z_cube = torch.rand(
             (n_latent, batch.shape[1]), generator=generator, device=batch.device, dtype=batch.dtype
         ).mul_(2.0 * self.latent_bound).sub_(self.latent_bound)
-        with torch.no_grad():  # (not inference mode: torch's FLOP counter hooks every module)
+        # no_grad, not inference mode: torch's module tracker (FlopCounterMode) fails on a
+        # trainable parameter passed to a submodule under inference mode
+        with torch.no_grad():
             x_cube, _ = module(z_cube, rev=True, jac=False)
         # the data and the pre-images in one forward pass: half the operations
         z, _ = module(torch.cat([batch, x_cube]), jac=False)
