@@ -25,18 +25,6 @@ SMALL_BUDGET = {"n_blocks": 2, "hidden_size": 16, "max_epochs": 5, "device": "cp
 SMALL_SVDD = {"hidden_sizes": (16,), "representation_size": 8, "max_epochs": 5, "device": "cpu"}
 
 
-def trained_looking_flow(n_features, seed, n_blocks=3, dtype=torch.float64):
-    """A FrEIA flow with every trainable parameter away from its initial value."""
-    torch.manual_seed(seed)
-    inn = build_inn(n_features, n_blocks=n_blocks, hidden_size=8, affine_clamping=2.0,
-                    soft_permutation=True).to(dtype)
-    with torch.no_grad():
-        for parameter in inn.parameters():
-            if parameter.requires_grad:
-                parameter.add_(0.5 * torch.randn_like(parameter))
-    return inn
-
-
 #: Shapes of the small flows the evaluators are checked on (hypothesis strategies).
 FLOW_SHAPES = {
     "n_features": st.integers(2, 9),
