@@ -13,7 +13,9 @@ on the splits of ``adbench.py`` like ``quality.py`` fits a detector, and, with
 ``benchmarks/results/<name>.csv`` (one row per setting, data set and seed,
 with its commit) and ``<name>.md``: a summary (setting, mean AUROC, average
 rank among the settings, median fit time, the contaminated search's AUROC)
-and the per-data-set tables of ``quality.py``.
+and the per-data-set tables of ``quality.py``. Settings run apart (say one
+process per core, each with its own ``--name``) are summarised together by a
+run with ``--include`` and their names, with or without settings of its own.
 """
 
 from __future__ import annotations
@@ -90,7 +92,7 @@ def _summary(results: pd.DataFrame, searched: dict[str, float]) -> str:
 def main(argv=None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("detector", help="a detector class of sklearn_flowod")
-    parser.add_argument("--settings", nargs="+", required=True, type=json.loads,
+    parser.add_argument("--settings", nargs="+", default=[], type=json.loads,
                         help="JSON objects of parameters ('{}': the defaults)")
     parser.add_argument("--datasets", nargs="+", help="data set names (default: all)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -99,7 +101,12 @@ def main(argv=None) -> pd.DataFrame:
                         help="also run every setting through the contaminated grid search")
     parser.add_argument("--name", required=True, help="stem of the result files")
     parser.add_argument("--out-dir", type=Path, default=quality.RESULTS_DIR)
+    parser.add_argument("--include", nargs="+", default=[], metavar="NAME",
+                        help="add the rows of earlier result files <NAME>.csv (other settings, "
+                        "same splits), e.g. of parts run in parallel")
     args = parser.parse_args(argv)
+    if not args.settings and not args.include:
+        parser.error("give --settings, --include or both")
     command = "python -m benchmarks.ablation " + " ".join(
         f"'{a}'" if " " in a or "{" in a else a for a in (sys.argv[1:] if argv is None else argv))
     header = report.header(f"Ablation of {args.detector}", command)
@@ -113,8 +120,13 @@ def main(argv=None) -> pd.DataFrame:
     searched = {label: contaminated_search(cls(device="cpu", **params))
                 for label, params in settings.items()} if args.contaminated else {}
     datasets = args.datasets or adbench.available(args.data_dir)
-    results = report.stamped(pd.DataFrame(quality.evaluate_all(entries, datasets, args.seeds,
-                                                               args.data_dir)))
+    results = report.stamped(pd.DataFrame(quality.evaluate_all(
+        entries, datasets, args.seeds, args.data_dir))) if entries else pd.DataFrame()
+    for name in args.include:  # the rows of settings run elsewhere, on the same splits
+        rows = report.kept(pd.read_csv(args.out_dir / f"{name}.csv"))
+        rows = rows[rows["dataset"].isin(datasets) & rows["seed"].isin(args.seeds)
+                    & ~rows["detector"].isin(list(settings))]
+        results = pd.concat([results, rows]).drop_duplicates(["dataset", "detector", "seed"])
     args.out_dir.mkdir(parents=True, exist_ok=True)
     results.to_csv(args.out_dir / f"{args.name}.csv", index=False, float_format="%.6g")
     seeds = ", ".join(str(s) for s in args.seeds)

@@ -351,3 +351,18 @@ def test_the_ablation_runner_summarises_every_setting(tmp_path):
     summary = (tmp_path / "ablation.md").read_text().split("## Summary")[1].split("##")[0]
     assert "contaminated search AUROC" in summary
     assert summary.count("| DeepSVDDDetector(") == 2
+
+
+def test_ablation_parts_run_apart_are_summarised_together(tmp_path):
+    # two settings run as parts (e.g. one per core), then one summary of both
+    from benchmarks import ablation
+
+    common = ["--datasets", adbench.SYNTHETIC, "--seeds", "0", "--out-dir", str(tmp_path)]
+    ablation.main(["DeepSVDDDetector", "--settings", '{"max_epochs": 1}', "--name", "a", *common])
+    ablation.main(["DeepSVDDDetector", "--settings", '{"max_epochs": 2}', "--name", "b", *common])
+    both = ablation.main(["DeepSVDDDetector", "--include", "a", "b", "--name", "ab", *common])
+    assert sorted(both["detector"]) == ["DeepSVDDDetector(max_epochs=1)",
+                                        "DeepSVDDDetector(max_epochs=2)"]
+    assert (tmp_path / "ab.md").read_text().count("| DeepSVDDDetector(max_epochs=") >= 4
+    with pytest.raises(SystemExit):
+        ablation.main(["DeepSVDDDetector", "--name", "none", *common])
