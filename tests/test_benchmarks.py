@@ -366,3 +366,23 @@ def test_ablation_parts_run_apart_are_summarised_together(tmp_path):
     assert (tmp_path / "ab.md").read_text().count("| DeepSVDDDetector(max_epochs=") >= 4
     with pytest.raises(SystemExit):
         ablation.main(["DeepSVDDDetector", "--name", "none", *common])
+
+
+def test_the_ensemble_runner_averages_the_members_anomaly_scores(tmp_path):
+    # member 0 is the single detector of quality.py; k members score by the mean
+    from sklearn.metrics import roc_auc_score
+
+    from benchmarks import ensemble
+    from sklearn_flowod import DeepSVDDDetector
+
+    results = ensemble.main(["DeepSVDDDetector", "--members", "2", "--datasets",
+                             adbench.SYNTHETIC, "--seeds", "0", "--name", "ensemble",
+                             "--out-dir", str(tmp_path)])
+    split = adbench.load_split(adbench.SYNTHETIC, 0)
+    scores = [DeepSVDDDetector(random_state=seed).fit(split.X_train).anomaly_score(split.X_test)
+              for seed in (0, ensemble.MEMBER_SEED_STEP)]
+    single, pair = results.sort_values("members")["auroc"]
+    assert single == pytest.approx(roc_auc_score(split.y_test, scores[0]), abs=1e-12)
+    assert pair == pytest.approx(roc_auc_score(split.y_test, np.mean(scores, axis=0)), abs=1e-12)
+    summary = (tmp_path / "ensemble.md").read_text().split("## Summary")[1].split("##")[0]
+    assert "DeepSVDDDetector, 2 member(s)" in summary and "mean seed spread" in summary
