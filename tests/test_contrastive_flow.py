@@ -255,3 +255,13 @@ def test_the_automatic_clamp_is_the_warm_up_quantile_minus_ln_10():
     with torch.no_grad():
         log_p = flow_log_density(module, X_train).numpy()
     assert eps == pytest.approx(np.quantile(log_p, 0.1) - math.log(10.0), rel=1e-5)
+
+
+def test_clamp_offset_moves_the_automatic_clamp_and_nothing_before_it():
+    # the warm-up does not depend on the offset: the paper's "+ ln 10" lies 2 ln 10
+    # above the default's "- ln 10" for the same random_state
+    X = np.random.default_rng(1).standard_normal((150, 3))
+    default = ContrastiveFlowDetector(**SMALL).fit(X)
+    paper = ContrastiveFlowDetector(clamp_offset=math.log(10.0), **SMALL).fit(X)
+    assert paper.clamp_ - default.clamp_ == pytest.approx(2 * math.log(10.0), rel=1e-9)
+    assert not np.allclose(paper.score_samples(X), default.score_samples(X))

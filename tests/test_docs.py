@@ -119,8 +119,8 @@ def test_the_deviations_page_quotes_the_current_defaults():
     from sklearn_flowod.detectors import contrastive_flow
 
     source = inspect.getsource(contrastive_flow.ContrastiveFlowDetector._auto_clamp)
-    assert "quantile(" in source and "- AUTO_CLAMP_OFFSET" in source
-    assert math.isclose(contrastive_flow.AUTO_CLAMP_OFFSET, math.log(10.0))
+    assert "quantile(" in source and "+ self.clamp_offset" in source
+    assert math.isclose(sklearn_flowod.ContrastiveFlowDetector().clamp_offset, -math.log(10.0))
     clamp_row = next(row for row in _deviation_rows() if "`clamp=\"auto\"`" in row)
     assert "**minus** `ln 10`" in clamp_row and "**plus**" in clamp_row  # code and paper
     assert sklearn_flowod.InvertibleOneClassDetector._input_divisor == 3.0

@@ -15,8 +15,9 @@ from ..callbacks import CosineSchedule
 from ._aux_input import check_aux_data
 from .flow import BaseFlowDetector, flow_log_density
 
-#: Offset of the automatic clamp below the inliers' 10% log-density quantile.
-AUTO_CLAMP_OFFSET = math.log(10.0)
+#: ``ln 10``, the offset of section 5.2.1's automatic clamp.
+LN_10 = math.log(10.0)
+
 
 
 class ContrastiveFlowDetector(BaseFlowDetector):
@@ -46,16 +47,16 @@ class ContrastiveFlowDetector(BaseFlowDetector):
     clamp : float or "auto", default="auto"
         Threshold ``eps`` on the auxiliary samples' log-density (of the
         standardised data the network sees, per sample). ``"auto"``
-        follows the recipe of section 5.2.1 with one deviation: the flow is
-        first trained by maximum likelihood (the warm-up, see
-        ``warm_up_fraction``), then ``eps`` is set to the 10% quantile of the
-        training rows' log-density *minus* ``ln 10``, where the paper adds
-        ``ln 10``. Subtracting pushes auxiliary samples down until they are
-        ten times less likely than the least likely tenth of the inliers;
-        adding stops the push once they are ten times *more* likely than
-        that level, a weaker push. No committed result compares the two
-        signs yet (see the deviations page of the user guide). The
-        paper's own experiments use ``eps = 0``.
+        follows the recipe of section 5.2.1: the flow is first trained by
+        maximum likelihood (the warm-up, see ``warm_up_fraction``), then
+        ``eps`` is the 10% quantile of the training rows' log-density plus
+        ``clamp_offset``. The paper's own experiments use ``eps = 0``.
+    clamp_offset : float, default=-ln 10
+        With ``clamp="auto"``: added to the 10% quantile. The paper suggests
+        ``+ln 10`` (the push stops once auxiliary samples are ten times more
+        likely than the least likely tenth of the inliers); the default
+        ``-ln 10`` pushes on until they are ten times less likely (a
+        deviation, measured on the deviations page of the user guide).
     warm_up_fraction : float in (0, 1), default=0.25
         With ``clamp="auto"`` and an int ``max_epochs``: length of the
         maximum-likelihood warm-up as a fraction of ``max_epochs``; the
@@ -222,20 +223,22 @@ class ContrastiveFlowDetector(BaseFlowDetector):
         **BaseFlowDetector._parameter_constraints,
         # a finite threshold: NaN or an infinity would make the loss non-finite
         "clamp": [Interval(Real, None, None, closed="neither"), StrOptions({"auto"})],
+        "clamp_offset": [Interval(Real, None, None, closed="neither")],
         "warm_up_fraction": [Interval(Real, 0, 1, closed="neither")],
         "auxiliary": [HasMethods(["fit", "sample"]), None],
         "aux_weight": [Interval(Real, 0, None, closed="left")],
     }
     _fit_temporaries = ("_aux_data", "_clamp")
 
-    def __init__(self, *, clamp="auto", warm_up_fraction=0.25, auxiliary=None, aux_weight=1.0,
-                 n_blocks=8, hidden_size=64, affine_clamping=2.0, global_affine_init=1.0,
-                 soft_permutation=True, noise_std=0.05, max_grad_norm=1.0, lr_schedule="constant",
-                 compile=False, max_epochs="auto", batch_size=256, learning_rate=1e-2,
-                 weight_decay=0.0, validation_fraction=0.15, n_iter_no_change=5, tol=1e-2,
-                 standardize=True, contamination="auto", device="auto", n_jobs=None,
-                 random_state=None, verbose=0):
+    def __init__(self, *, clamp="auto", clamp_offset=-LN_10, warm_up_fraction=0.25, auxiliary=None,
+                 aux_weight=1.0, n_blocks=8, hidden_size=64, affine_clamping=2.0,
+                 global_affine_init=1.0, soft_permutation=True, noise_std=0.05,
+                 max_grad_norm=1.0, lr_schedule="constant", compile=False, max_epochs="auto",
+                 batch_size=256, learning_rate=1e-2, weight_decay=0.0, validation_fraction=0.15,
+                 n_iter_no_change=5, tol=1e-2, standardize=True, contamination="auto",
+                 device="auto", n_jobs=None, random_state=None, verbose=0):
         self.clamp = clamp
+        self.clamp_offset = clamp_offset
         self.warm_up_fraction = warm_up_fraction
         self.auxiliary = auxiliary
         self.aux_weight = aux_weight
@@ -327,11 +330,9 @@ class ContrastiveFlowDetector(BaseFlowDetector):
         if self._aux_data is None:
             auxiliary = FeaturePermutation() if self.auxiliary is None else self.auxiliary
             self.auxiliary_ = clone(auxiliary).fit(X_train.cpu().numpy())
-        self._clamp = None
-        if self.clamp != "auto":
-            self.clamp_ = float(self.clamp)
-        else:
-            self.clamp_ = self._auto_clamp(module, X_train, X_val, generator)
+        self._clamp = None  # the warm-up of clamp="auto" trains by maximum likelihood
+        self.clamp_ = (self._auto_clamp(module, X_train, X_val, generator) if self.clamp == "auto"
+                       else float(self.clamp))
         self._clamp = self.clamp_
 
     def _auto_clamp(self, module, X_train, X_val, generator) -> float:
@@ -349,4 +350,4 @@ class ContrastiveFlowDetector(BaseFlowDetector):
                     callbacks=callbacks)
         with torch.inference_mode():
             log_p = flow_log_density(module, X_train)
-        return float(np.quantile(log_p.cpu().numpy(), 0.1)) - AUTO_CLAMP_OFFSET
+        return float(np.quantile(log_p.cpu().numpy(), 0.1)) + self.clamp_offset
