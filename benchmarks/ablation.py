@@ -127,13 +127,8 @@ def main(argv=None) -> pd.DataFrame:
         rows = rows[rows["dataset"].isin(datasets) & rows["seed"].isin(args.seeds)
                     & ~rows["detector"].isin(list(settings))]
         results = pd.concat([results, rows]).drop_duplicates(["dataset", "detector", "seed"])
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    results.to_csv(args.out_dir / f"{args.name}.csv", index=False, float_format="%.6g")
-    seeds = ", ".join(str(s) for s in args.seeds)
-    (args.out_dir / f"{args.name}.md").write_text(
-        header + report.provenance(results, "detector", marked=True)
-        + f"\nProtocol: `benchmarks/adbench.py` (one-class, seeds {seeds}).\n\n"
-        + _summary(results, searched) + report.quality_tables(results))
+    report.write_study(results, args.out_dir, args.name, header, args.seeds,
+                       _summary(results, searched))
     return results
 
 

@@ -96,13 +96,8 @@ def main(argv=None) -> pd.DataFrame:
             print(f"{dataset:<24}seed {seed}  AUROC by size "
                   + " ".join(f"{row['auroc']:.3f}" for row in rows[-args.members:]), flush=True)
     results = report.stamped(pd.DataFrame(rows))
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    results.to_csv(args.out_dir / f"{args.name}.csv", index=False, float_format="%.6g")
-    seeds = ", ".join(str(s) for s in args.seeds)
-    (args.out_dir / f"{args.name}.md").write_text(
-        header + report.provenance(results, "detector", marked=True)
-        + f"\nProtocol: `benchmarks/adbench.py` (one-class, seeds {seeds}).\n\n"
-        + _summary(results) + report.quality_tables(results))
+    report.write_study(results, args.out_dir, args.name, header, args.seeds,
+                       _summary(results))
     return results
 
 

@@ -244,3 +244,19 @@ def quality_tables(results: pd.DataFrame) -> str:
     fit.loc["**mean**"] = fit.mean()
     parts += ["## Fit time (s), mean over seeds", "", markdown_table(fit, "{:.2f}"), ""]
     return "\n".join(parts)
+
+
+def write_study(results: pd.DataFrame, out_dir: Path, name: str, header: str, seeds,
+                summary: str) -> None:
+    """``<name>.csv`` and ``<name>.md`` of a study on the ADBench splits of ``seeds``.
+
+    The page is ``header``, the rows' provenance, the protocol, ``summary``
+    and the per-data-set tables of :func:`quality_tables`.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results.to_csv(out_dir / f"{name}.csv", index=False, float_format="%.6g")
+    listed = ", ".join(str(s) for s in seeds)
+    (out_dir / f"{name}.md").write_text(
+        header + provenance(results, "detector", marked=True)
+        + f"\nProtocol: `benchmarks/adbench.py` (one-class, seeds {listed}).\n\n"
+        + summary + quality_tables(results))
