@@ -19,7 +19,6 @@ from .flow import BaseFlowDetector, flow_log_density
 LN_10 = math.log(10.0)
 
 
-
 class ContrastiveFlowDetector(BaseFlowDetector):
     """Normalizing flow that learns the positive difference (p - q)+ of inliers
     and auxiliary data.
