@@ -27,6 +27,8 @@ from ._input import check_rows, dense_rows, model_input
 from ._persistence import ModulePersistence
 from ._random import derive_seed
 from .callbacks import Callback, EarlyStopping, ProgressBar
+from .conformal import ConformalMixin
+from .explanation import ExplanationMixin, feature_quantiles
 from .training import TrainingConfig, TrainingHistory, train_module
 
 #: The budget of ``max_epochs="auto"``: a cap on epochs and on optimiser steps;
@@ -37,7 +39,8 @@ AUTO_MAX_STEPS = 2_000
 MAX_VALIDATION_ROWS = 5_000
 
 
-class BaseDeepDetector(ModulePersistence, OutlierMixin, BaseEstimator, metaclass=ABCMeta):
+class BaseDeepDetector(ModulePersistence, ExplanationMixin, ConformalMixin, OutlierMixin,
+                       BaseEstimator, metaclass=ABCMeta):
     """Base class of the package's detectors (not to be used directly).
 
     Follows scikit-learn's outlier-detector convention: ``score_samples`` is
@@ -222,7 +225,7 @@ class BaseDeepDetector(ModulePersistence, OutlierMixin, BaseEstimator, metaclass
         with torch_threads(n_threads(self.n_jobs, macs)):
             try:
                 self._use_fit_params(X, generator, **fit_params)
-                X_train, X_val = self._split_validation(X, seed)
+                X_train, X_val = split = self._split_validation(X, seed)
                 X_train = self._to_model_input(X_train, torch.float32, generator)
                 if X_val is not None:
                     X_val = self._to_model_input(X_val, torch.float32, generator)
@@ -235,6 +238,7 @@ class BaseDeepDetector(ModulePersistence, OutlierMixin, BaseEstimator, metaclass
                 for name in self._fit_temporaries:
                     self.__dict__.pop(name, None)
         self._store_history(history)
+        self._calibrate_on_validation(X, split[1])
         if self.contamination == "auto":
             self.offset_ = float(self._auto_offset(X))
         else:
@@ -243,6 +247,16 @@ class BaseDeepDetector(ModulePersistence, OutlierMixin, BaseEstimator, metaclass
             scores = -self._apply_in_batches(X, self._anomaly_score, validate=False)
             self.offset_ = float(np.percentile(scores, 100.0 * self.contamination))
         return self
+
+    def _calibrate_on_validation(self, X: np.ndarray, X_val: np.ndarray | None) -> None:
+        """``feature_quantiles_`` and ``calibration_scores_`` from the held-out rows.
+
+        Without a validation split the quantiles are the training rows' and
+        there are no calibration scores until :meth:`calibrate` is called.
+        """
+        self.feature_quantiles_ = feature_quantiles(X if X_val is None else X_val)
+        self.calibration_scores_ = None if X_val is None else np.sort(
+            self._apply_in_batches(X_val, self._anomaly_score, validate=False))
 
     def _validate_input(self, X, *, reset: bool) -> np.ndarray:
         return check_rows(self, X, reset=reset, min_samples=2 if reset else 1)
@@ -286,7 +300,7 @@ class BaseDeepDetector(ModulePersistence, OutlierMixin, BaseEstimator, metaclass
     # ------------------------------------------------------------------ #
     # Scoring
     # ------------------------------------------------------------------ #
-    def _apply_in_batches(self, X, fn, *, validate: bool = True) -> np.ndarray:
+    def _apply_in_batches(self, X, fn, *, validate: bool = True, cost: int = 1) -> np.ndarray:
         """Evaluate ``fn(module, batch)`` over ``X`` in float64 batches.
 
         ``module`` is :meth:`_scoring_module` (for a coupling flow a folded
@@ -297,14 +311,17 @@ class BaseDeepDetector(ModulePersistence, OutlierMixin, BaseEstimator, metaclass
         scikit-learn's ``working_memory`` (see
         :func:`~sklearn_flowod._engine.batches.scoring_rows`), so memory
         beyond the output array does not grow with the number of rows.
+        ``cost`` is how many network rows ``fn`` evaluates per row of ``X``:
+        batches are that many times smaller.
         """
         if validate:
             check_is_fitted(self)
             X = self._validate_input(X, reset=False)
         out = None
         module = self._scoring_module()
-        batch_size = scoring_rows(self.module_, X.shape[1], X.shape[0], self.device_)
+        batch_size = scoring_rows(self.module_, X.shape[1], X.shape[0] * cost, self.device_)
         threads = n_threads(self.n_jobs, work_macs(self.module_, batch_size))
+        batch_size = max(1, batch_size // cost)
         with torch_threads(threads), torch.inference_mode():
             for start in range(0, X.shape[0], batch_size):
                 stop = start + batch_size
