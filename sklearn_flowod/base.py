@@ -119,7 +119,9 @@ class BaseDeepDetector(ModulePersistence, ExplanationMixin, ConformalMixin, Outl
         return self.module_
 
     def _finish_module(self, module: torch.nn.Module) -> torch.nn.Module:
-        """The trained module as scoring keeps it: float64, in evaluation mode."""
+        """The trained module as scoring keeps it: float64, in evaluation mode,
+        without the last step's gradients."""
+        module.zero_grad(set_to_none=True)
         return module.to(torch.float64).eval()
 
     #: The network sees standardised data divided by this number.

@@ -118,6 +118,6 @@ class ConformalMixin:
             warnings.warn(
                 f"With {calibration.shape[0]} calibration rows no p-value is as small as "
                 f"{rate}: no row will be flagged. Calibrate on at least "
-                f"{math.ceil(1 / rate) - 1} rows.", UserWarning, stacklevel=2)
+                f"{math.ceil(1 / rate) - 1} rows.", UserWarning, stacklevel=3)
         self.offset_ = -threshold
         return self

@@ -1,0 +1,140 @@
+"""Observed false-alarm rates of the conformal thresholds on the ADBench dev sets.
+
+Usage (from the project root)::
+
+    python -m benchmarks.calibration --name calibration
+
+On every split of ``adbench.py`` each package detector is fitted with its
+defaults (``random_state`` = the seed); its validation split calibrates the
+p-values (``pvalues``). For every requested rate ``a``, a cell (data set,
+seed, detector) records the share of the split's held-out normal test rows
+with ``pvalues <= a``: what ``set_false_alarm_rate(a)`` followed by
+``predict`` flags. A cell *exceeds* when that share is above
+``a + margin + 1 / (n_calibration + 1)``, with ``margin`` the 99% quantile of
+a binomial share of ``n_normal`` draws at rate ``a``, minus ``a``.
+``<name>.md`` summarises, per detector and rate, the mean observed share,
+its error relative to ``a`` and the share of cells that exceed, then lists
+every cell. ``--detectors`` runs some detectors only, ``--include`` adds the
+rows of earlier result files (parts run in parallel).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import binom
+
+import sklearn_flowod
+
+from . import adbench, quality, registry, report
+
+RATES = (0.01, 0.05, 0.1)
+#: The acceptance bounds: the mean observed rate within this relative error
+#: of the requested one, and at most this share of cells exceeding.
+MAX_RELATIVE_ERROR = 0.2
+MAX_EXCEEDING = 0.1
+
+
+def cell_rows(name: str, split: adbench.Split, rates=RATES) -> list[dict]:
+    """One row per rate for detector ``name`` on ``split``."""
+    detector = getattr(sklearn_flowod, name)(random_state=split.seed)
+    start = time.perf_counter()
+    detector.fit(split.X_train)
+    fit_s = time.perf_counter() - start
+    pvalues = detector.pvalues(split.X_test[split.y_test == 0])
+    n_calibration, n_normal = len(detector.calibration_scores_), len(pvalues)
+    rows = []
+    for rate in rates:
+        margin = binom.ppf(0.99, n_normal, rate) / n_normal - rate
+        bound = rate + margin + 1.0 / (n_calibration + 1)
+        observed = float(np.mean(pvalues <= rate))
+        rows.append({"dataset": split.dataset, "seed": split.seed, "detector": name,
+                     "rate": rate, "n_calibration": n_calibration, "n_normal": n_normal,
+                     "observed": observed, "bound": bound, "exceeds": observed > bound,
+                     "fit_s": fit_s})
+    return rows
+
+
+def summary(results: pd.DataFrame) -> pd.DataFrame:
+    """Per detector and rate: mean observed rate, relative error, share exceeding."""
+    grouped = results.groupby(["detector", "rate"])
+    table = pd.DataFrame({
+        "cells": grouped.size(),
+        "mean observed (%)": grouped["observed"].mean() * 100,
+        "share of cells exceeding (%)": grouped["exceeds"].mean() * 100,
+    })
+    rate = table.index.get_level_values("rate").to_numpy()
+    table["relative error (%)"] = (table["mean observed (%)"] / (100 * rate) - 1) * 100
+    table["holds"] = np.where(
+        (table["relative error (%)"].abs() <= 100 * MAX_RELATIVE_ERROR)
+        & (table["share of cells exceeding (%)"] <= 100 * MAX_EXCEEDING), "yes", "no")
+    table.index = [f"{d}, a = {r:.0%}" for d, r in table.index]
+    table.index.name = "detector, requested rate"
+    return table
+
+
+def write(results: pd.DataFrame, out_dir: Path, name: str, header: str) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results.to_csv(out_dir / f"{name}.csv", index=False, float_format="%.6g")
+    cells = results.assign(
+        column=results["detector"] + ", " + results["rate"].map("{:.0%}".format),
+        value=(results["observed"] * 100).map("{:.2f}".format)
+        + np.where(results["exceeds"], " (over)", ""))
+    every = cells.pivot_table(index=["dataset", "seed"], columns="column", values="value",
+                              aggfunc="first")
+    order = cells.sort_values(["detector", "rate"])["column"].unique()
+    every = every[order]
+    every.index = [f"{d}, seed {s}" for d, s in every.index]
+    every.index.name = "data set, seed"
+    n_cal = results.pivot_table(index="dataset", columns="detector", values="n_calibration")
+    (out_dir / f"{name}.md").write_text(
+        header + report.provenance(results, "detector", marked=True)
+        + "\nProtocol: `benchmarks/adbench.py` (one-class); the calibration rows are each "
+        "detector's validation split, the tested rows the split's normal test rows. "
+        "A cell exceeds when its observed rate is above the requested rate plus its 99% "
+        "binomial margin plus 1 / (n_calibration + 1).\n\n"
+        "## Summary\n\n" + report.markdown_table(summary(results), "{:.2f}")
+        + "\n## Calibration rows per data set (mean over seeds)\n\n"
+        + report.markdown_table(n_cal, "{:.0f}")
+        + "\n## Observed false-alarm rate of every cell (%)\n\n"
+        + report.markdown_table(every) + "\n")
+
+
+def main(argv=None) -> pd.DataFrame:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", help="data set names (default: all)")
+    parser.add_argument("--detectors", nargs="+", help="package detectors (default: all)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--data-dir", type=Path, default=adbench.DEFAULT_DATA_DIR)
+    parser.add_argument("--name", required=True, help="stem of the result files")
+    parser.add_argument("--out-dir", type=Path, default=quality.RESULTS_DIR)
+    parser.add_argument("--include", nargs="+", default=[], metavar="NAME",
+                        help="add the rows of earlier result files <NAME>.csv")
+    args = parser.parse_args(argv)
+    command = "python -m benchmarks.calibration " + " ".join(sys.argv[1:] if argv is None
+                                                             else argv)
+    header = report.header("Conformal false-alarm rates on ADBench", command)
+    names = args.detectors if args.detectors is not None else list(registry.package_detectors())
+    rows = []
+    for dataset in args.datasets or adbench.available(args.data_dir):
+        for seed in args.seeds:
+            split = adbench.load_split(dataset, seed, args.data_dir)
+            for name in names:
+                rows += cell_rows(name, split)
+                print(f"{dataset:<24}seed {seed}  {name:<28}observed "
+                      + " ".join(f"{row['observed']:.4f}" for row in rows[-len(RATES):]),
+                      flush=True)
+    results = report.stamped(pd.DataFrame(rows)) if rows else pd.DataFrame()
+    earlier = [report.kept(pd.read_csv(args.out_dir / f"{n}.csv")) for n in args.include]
+    results = pd.concat([results, *earlier], ignore_index=True)
+    write(results, args.out_dir, args.name, header)
+    return results
+
+
+if __name__ == "__main__":
+    main()
