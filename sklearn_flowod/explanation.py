@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 #: Quantile levels of each training column that the 1-D search tries.
@@ -102,6 +103,9 @@ class ExplanationMixin:
         scoring evaluations, batched under scikit-learn's ``working_memory``.
         """
         check_is_fitted(self)
+        if not hasattr(self, "feature_quantiles_"):
+            raise NotFittedError(f"This {type(self).__name__} was fitted by a version of "
+                                 "sklearn_flowod without explanations: fit it again.")
         values = self._to_model_input(self.feature_quantiles_, torch.float64)
         values = values[:, : self.n_features_in_]
         cost = values.numel() + values.shape[1]  # the grid, then one refined value

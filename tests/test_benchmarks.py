@@ -386,3 +386,37 @@ def test_the_ensemble_runner_averages_the_members_anomaly_scores(tmp_path):
     assert pair == pytest.approx(roc_auc_score(split.y_test, np.mean(scores, axis=0)), abs=1e-12)
     summary = (tmp_path / "ensemble.md").read_text().split("## Summary")[1].split("##")[0]
     assert "DeepSVDDDetector, 2 member(s)" in summary and "mean seed spread" in summary
+
+
+def test_the_calibration_runner_records_every_rate_and_merges_parts(tmp_path):
+    from benchmarks import calibration
+    from sklearn_flowod import DeepSVDDDetector
+
+    common = ["--datasets", adbench.SYNTHETIC, "--seeds", "0", "--out-dir", str(tmp_path)]
+    calibration.main(["--detectors", "DeepSVDDDetector", "--name", "part", *common])
+    results = calibration.main(["--detectors", "FlowDetector", "--name", "both",
+                                "--include", "part", *common])
+    assert sorted(results["detector"].unique()) == ["DeepSVDDDetector", "FlowDetector"]
+    assert sorted(results["rate"].unique()) == list(calibration.RATES)
+    split = adbench.load_split(adbench.SYNTHETIC, 0)
+    detector = DeepSVDDDetector(random_state=0).fit(split.X_train)
+    pvalues = detector.pvalues(split.X_test[split.y_test == 0])
+    row = results[(results["detector"] == "DeepSVDDDetector") & (results["rate"] == 0.05)]
+    # read back from the part's file, written with 6 significant digits
+    assert row["observed"].item() == pytest.approx(np.mean(pvalues <= 0.05), rel=1e-5)
+    assert row["bound"].item() > 0.05 + 1 / (row["n_calibration"].item() + 1)
+    page = (tmp_path / "both.md").read_text()
+    assert "FlowDetector, a = 10%" in page and "DeepSVDDDetector, 1%" in page
+
+
+def test_the_explanation_runner_scores_planted_causes_next_to_ecod(tmp_path):
+    pytest.importorskip("pyod")
+    from benchmarks import explanations
+
+    results = explanations.main(["--detectors", "DeepSVDDDetector", "--seeds", "0",
+                                 "--no-speed", "--name", "explanations",
+                                 "--out-dir", str(tmp_path)])
+    assert set(results["detector"]) == {"DeepSVDDDetector", "PyOD ECOD"}
+    assert set(results["kind"]) == set(explanations.KINDS)
+    assert results["top1"].between(0, 1).all()
+    assert "top feature is the cause" in (tmp_path / "explanations.md").read_text()

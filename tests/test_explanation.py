@@ -10,6 +10,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -132,3 +133,11 @@ def test_one_feature_data_get_one_attribution(blobs):
     attributions = det.explain(np.r_[X[:3, :1], X_out[:3, :1]])
     assert attributions.shape == (6, 1)
     assert np.all(attributions[3:] > attributions[:3].max())
+
+
+def test_a_model_pickled_before_explanations_says_to_refit(blobs):
+    X, _ = blobs
+    det = clone(DETECTORS[3]).fit(X)
+    del det.feature_quantiles_  # as a model fitted by an earlier version loads
+    with pytest.raises(NotFittedError, match="fit it again"):
+        det.explain(X[:3])

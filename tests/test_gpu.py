@@ -98,3 +98,19 @@ def test_gpu_early_stopping_keeps_the_best_check(detector):
                                      n_iter_no_change=1, tol=1e9, max_epochs=50).fit(X)
     assert det.n_epochs_ == 2 and det.best_epoch_ == 1
     assert all(np.isfinite(det.validation_loss_curve_))
+
+
+def test_explanations_and_pvalues_run_on_the_gpu_and_survive_a_cpu_load(detector, monkeypatch):
+    det = clone(detector).set_params(device="cuda", validation_fraction=0.25).fit(X)
+    rows = X[:50] + np.r_[np.zeros(25), np.full(25, 4.0)][:, None]
+    attributions, pvalues = det.explain(rows), det.pvalues(rows)
+    assert attributions.shape == rows.shape and np.all(attributions >= 0)
+    assert np.all((pvalues > 0) & (pvalues <= 1))
+    det.set_false_alarm_rate(0.1)
+    np.testing.assert_array_equal(det.predict(rows) == -1, pvalues <= 0.1)
+    payload = pickle.dumps(det)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.warns(UserWarning, match="CUDA is not available"):
+        loaded = pickle.loads(payload)
+    np.testing.assert_allclose(loaded.explain(rows), attributions, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(loaded.predict(rows), det.predict(rows))

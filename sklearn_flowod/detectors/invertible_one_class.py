@@ -159,6 +159,13 @@ class InvertibleOneClassDetector(BaseINNDetector):
         The trained invertible network (float64, in evaluation mode).
     offset_ : float
         Threshold subtracted from ``score_samples`` in ``decision_function``.
+    calibration_scores_ : ndarray of shape (n_calibration,) or None
+        Sorted anomaly scores of the held-out rows (of :meth:`calibrate`'s
+        rows once it is called), against which ``pvalues`` and
+        ``set_false_alarm_rate`` rank new rows; None without held-out rows.
+    feature_quantiles_ : ndarray of shape (n_values, n_features_in_)
+        The values ``explain`` tries for each feature: mid-quantiles of the
+        held-out rows (of all training rows without them).
     latent_scale_ : float
         Global factor the network's output is divided by (1.0 without
         calibration).

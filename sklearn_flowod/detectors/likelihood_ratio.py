@@ -157,6 +157,13 @@ class LikelihoodRatioDetector(BaseFlowDetector):
         given, or a frozen general model without outlier loss).
     offset_ : float
         Threshold subtracted from ``score_samples`` in ``decision_function``.
+    calibration_scores_ : ndarray of shape (n_calibration,) or None
+        Sorted anomaly scores of the held-out rows (of :meth:`calibrate`'s
+        rows once it is called), against which ``pvalues`` and
+        ``set_false_alarm_rate`` rank new rows; None without held-out rows.
+    feature_quantiles_ : ndarray of shape (n_values, n_features_in_)
+        The values ``explain`` tries for each feature: mid-quantiles of the
+        held-out rows (of all training rows without them).
     mean_, scale_ : ndarray of shape (n_features_in_,)
         Standardisation applied before the in-distribution network.
     loss_curve_ : list of float
