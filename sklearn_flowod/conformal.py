@@ -6,12 +6,15 @@ every new row the p-value::
     p(x) = (1 + #{calibration rows scored at least s(x)}) / (n + 1)
 
 For a new normal row exchangeable with the calibration rows,
-``P(p(x) <= a) <= a`` for every rate ``a``, and at least
-``a - 1 / (n + 1)`` when scores have no ties (Vovk et al., 2005; the
-split-conformal construction). Flagging the rows with ``p(x) <= a`` is
-therefore a threshold with false-alarm rate at most ``a``. The guarantee is
-marginal (on average over calibration sets) and breaks when the normal data
-drift away from the calibration rows.
+``P(p(x) <= k / (n + 1)) = k / (n + 1)`` when scores do not tie, and at
+most that with ties (Vovk et al., 2005; the split-conformal construction).
+Flagging the rows with ``p(x) <= k / (n + 1)`` is therefore a threshold
+whose false-alarm rate is ``k / (n + 1)``. For a requested rate ``a``,
+``k`` is either the nearest attainable level, ``round(a (n + 1))`` (the
+rate is then within ``1 / (2 (n + 1))`` of ``a``), or the largest level at
+most ``a``, ``floor(a (n + 1))`` (the rate is then at most ``a``). The
+guarantee is marginal (on average over calibration sets) and breaks when
+the normal data drift away from the calibration rows.
 """
 
 from __future__ import annotations
@@ -33,10 +36,16 @@ def conformal_pvalues(calibration: np.ndarray, scores: np.ndarray) -> np.ndarray
     return (1.0 + at_least) / (n + 1.0)
 
 
-def conformal_threshold(calibration: np.ndarray, rate: float) -> float:
-    """The anomaly score above which ``p(x) <= rate`` (``inf`` when no row can be flagged)."""
+def conformal_threshold(calibration: np.ndarray, rate: float, at_most: bool = False) -> float:
+    """The anomaly score above which rows are flagged at ``rate`` (``inf``: none can be).
+
+    The rows above it are those with ``p(x) <= k / (n + 1)``; ``k`` is
+    ``round(rate (n + 1))``, or ``floor(rate (n + 1))`` with ``at_most``.
+    """
     n = calibration.shape[0]
-    k = math.floor(rate * (n + 1) + 1e-9)
+    level = rate * (n + 1)
+    k = math.floor(level + 1e-9) if at_most else math.floor(level + 0.5)
+    k = min(k, n)
     return float(calibration[n - k]) if k >= 1 else math.inf
 
 
@@ -92,20 +101,28 @@ class ConformalMixin:
         calibration = self._calibration()
         return conformal_pvalues(calibration, self.anomaly_score(X))
 
-    @validate_params({"rate": [Interval(Real, 0, 1, closed="neither")]},
-                     prefer_skip_nested_validation=True)
-    def set_false_alarm_rate(self, rate: float):
-        """Move ``offset_`` so that ``predict`` flags normal rows at most at ``rate``.
+    @validate_params({"rate": [Interval(Real, 0, 1, closed="neither")],
+                      "at_most": ["boolean"]}, prefer_skip_nested_validation=True)
+    def set_false_alarm_rate(self, rate: float, *, at_most: bool = False):
+        """Move ``offset_`` so that ``predict`` flags normal rows at ``rate``.
 
-        After this call ``predict(X)`` is -1 exactly where
-        ``pvalues(X) <= rate``. Only ``offset_`` changes: nothing is trained
-        or scored again (the calibration rows' scores are stored). A later
-        ``fit`` sets ``offset_`` from ``contamination`` again.
+        With ``n`` calibration rows, the attainable false-alarm rates are
+        ``k / (n + 1)``: ``predict(X)`` becomes -1 exactly where
+        ``pvalues(X) <= k / (n + 1)``, a rate that normal rows exchangeable
+        with the calibration rows meet on average. Only ``offset_`` changes:
+        nothing is trained or scored again (the calibration rows' scores are
+        stored). A later ``fit`` sets ``offset_`` from ``contamination``
+        again.
 
         Parameters
         ----------
         rate : float in (0, 1)
-            The false-alarm rate: the share of normal rows that may be flagged.
+            The false-alarm rate: the share of normal rows to flag.
+        at_most : bool, default=False
+            False: the attainable rate nearest to ``rate`` (within
+            ``1 / (2 (n + 1))``). True: the largest attainable rate not above
+            ``rate``, so that the false-alarm rate is guaranteed not to exceed
+            it (flagging exactly the rows with ``pvalues(X) <= rate``).
 
         Returns
         -------
@@ -113,11 +130,13 @@ class ConformalMixin:
             The detector, with ``offset_`` moved.
         """
         calibration = self._calibration()
-        threshold = conformal_threshold(calibration, rate)
+        threshold = conformal_threshold(calibration, rate, at_most)
         if math.isinf(threshold):
+            n = calibration.shape[0]
+            needed = math.ceil(1 / rate) - 1 if at_most else math.ceil(0.5 / rate) - 1
             warnings.warn(
-                f"With {calibration.shape[0]} calibration rows no p-value is as small as "
-                f"{rate}: no row will be flagged. Calibrate on at least "
-                f"{math.ceil(1 / rate) - 1} rows.", UserWarning, stacklevel=3)
+                f"With {n} calibration rows no attainable false-alarm rate is close enough "
+                f"to {rate}: no row will be flagged. Calibrate on at least {needed} rows.",
+                UserWarning, stacklevel=3)
         self.offset_ = -threshold
         return self

@@ -400,10 +400,13 @@ def test_the_calibration_runner_records_every_rate_and_merges_parts(tmp_path):
     assert sorted(results["rate"].unique()) == list(calibration.RATES)
     split = adbench.load_split(adbench.SYNTHETIC, 0)
     detector = DeepSVDDDetector(random_state=0).fit(split.X_train)
-    pvalues = detector.pvalues(split.X_test[split.y_test == 0])
+    normal = split.X_test[split.y_test == 0]
+    pvalues = detector.pvalues(normal)
+    flagged = detector.set_false_alarm_rate(0.05).predict(normal) == -1
     row = results[(results["detector"] == "DeepSVDDDetector") & (results["rate"] == 0.05)]
     # read back from the part's file, written with 6 significant digits
-    assert row["observed"].item() == pytest.approx(np.mean(pvalues <= 0.05), rel=1e-5)
+    assert row["observed"].item() == pytest.approx(np.mean(flagged), rel=1e-5)
+    assert row["observed_at_most"].item() == pytest.approx(np.mean(pvalues <= 0.05), rel=1e-5)
     assert row["bound"].item() > 0.05 + 1 / (row["n_calibration"].item() + 1)
     page = (tmp_path / "both.md").read_text()
     assert "FlowDetector, a = 10%" in page and "DeepSVDDDetector, 1%" in page

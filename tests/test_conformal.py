@@ -30,11 +30,18 @@ def test_pvalues_are_the_share_of_calibration_scores_at_least_as_high(calibratio
     assert np.all((p > 0) & (p <= 1))
 
 
-@given(scores, scores, st.floats(0.001, 0.999))
-def test_the_threshold_flags_exactly_the_rows_with_small_pvalues(calibration, new, rate):
+@given(scores, scores, st.floats(0.001, 0.999), st.booleans())
+def test_the_threshold_flags_exactly_the_rows_at_an_attainable_level(calibration, new, rate,
+                                                                      at_most):
     calibration = np.sort(calibration)
-    flagged = new > conformal_threshold(calibration, rate)
-    np.testing.assert_array_equal(flagged, conformal_pvalues(calibration, new) <= rate)
+    n = len(calibration)
+    flagged = new > conformal_threshold(calibration, rate, at_most)
+    levels = np.arange(n + 1) / (n + 1)  # the attainable rates k / (n + 1)
+    level = levels[levels <= rate + 1e-12].max() if at_most else levels[
+        np.argmin(np.abs(levels - rate) - 1e-12 * levels)]
+    np.testing.assert_array_equal(flagged, conformal_pvalues(calibration, new) <= level + 1e-12)
+    if at_most:
+        np.testing.assert_array_equal(flagged, conformal_pvalues(calibration, new) <= rate)
 
 
 @pytest.mark.parametrize("detector", DETECTORS, ids=ids)
@@ -59,8 +66,9 @@ def test_moving_the_threshold_trains_nothing(detector, blobs):
     curve = list(det.loss_curve_)
     rows = np.vstack([X, X_out])
     for rate in (0.02, 0.05, 0.1):
-        det.set_false_alarm_rate(rate)
+        det.set_false_alarm_rate(rate, at_most=True)
         np.testing.assert_array_equal(det.predict(rows) == -1, det.pvalues(rows) <= rate)
+        det.set_false_alarm_rate(rate)
     state = det.module_.state_dict()
     assert state.keys() == weights.keys()
     assert all(state[k].equal(weights[k]) for k in weights)
@@ -84,12 +92,15 @@ def test_calibrate_replaces_the_calibration_rows(blobs):
 def test_too_few_calibration_rows_for_the_rate_warn_and_flag_nothing(blobs):
     X, X_out = blobs
     det = clone(DETECTORS[3]).fit(X).calibrate(X[:10])
+    # 10 rows: the attainable rates are k / 11; 1% is nearer 0 than 1/11
     with pytest.warns(UserWarning, match="no row will be flagged"):
-        det.set_false_alarm_rate(0.05)
+        det.set_false_alarm_rate(0.01)
     assert np.all(det.predict(X_out) == 1)
+    with pytest.warns(UserWarning, match="at least 19 rows"):
+        det.set_false_alarm_rate(0.05, at_most=True)  # 1/11 is above 5%
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        det.set_false_alarm_rate(0.1)  # 10 rows: p = 1/11 is possible
+        det.set_false_alarm_rate(0.05)  # the nearest attainable rate is 1/11
     assert np.any(det.predict(X_out) == -1)
 
 

@@ -106,7 +106,7 @@ def test_explanations_and_pvalues_run_on_the_gpu_and_survive_a_cpu_load(detector
     attributions, pvalues = det.explain(rows), det.pvalues(rows)
     assert attributions.shape == rows.shape and np.all(attributions >= 0)
     assert np.all((pvalues > 0) & (pvalues <= 1))
-    det.set_false_alarm_rate(0.1)
+    det.set_false_alarm_rate(0.1, at_most=True)
     np.testing.assert_array_equal(det.predict(rows) == -1, pvalues <= 0.1)
     payload = pickle.dumps(det)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
