@@ -423,3 +423,32 @@ def test_the_explanation_runner_scores_planted_causes_next_to_ecod(tmp_path):
     assert set(results["kind"]) == set(explanations.KINDS)
     assert results["top1"].between(0, 1).all()
     assert "top feature is the cause" in (tmp_path / "explanations.md").read_text()
+
+
+def test_the_mixed_type_table_keeps_its_joint_structure_and_plants_every_kind():
+    from benchmarks import mixed_types
+
+    table, kind = mixed_types.make_transactions(20_000, random_state=0)
+    normal = table[kind == "normal"]
+    assert set(np.unique(kind)) == {"normal", *mixed_types.KINDS}
+    assert not ((normal["online"] == 1) & (normal["card_present"] == 1)).any()
+    flags = table[kind == "flags"]
+    assert ((flags["online"] == 1) & (flags["card_present"] == 1)).all()
+    # the amount follows the category: a cheap category at an electronics amount is rare
+    dear = np.log(normal["amount"]) > 5.0
+    assert dear[normal["category"] == "grocery"].mean() < 0.01
+    wrong = table[kind == "amount for category"]
+    assert (np.log(wrong["amount"]) > 4.5).mean() > 0.8
+    assert mixed_types.preprocessing().fit_transform(table).shape == (
+        20_000, 2 + 3 + len(mixed_types.CATEGORIES))
+
+
+def test_the_mixed_type_runner_scores_every_kind(tmp_path):
+    from benchmarks import mixed_types
+
+    results = mixed_types.main(["--n-samples", "3000", "--seeds", "0", "--detectors",
+                                "IsolationForest", "DeepSVDDDetector", "--name", "mixed",
+                                "--out-dir", str(tmp_path)])
+    assert set(results["detector"]) == {"IsolationForest", "DeepSVDDDetector"}
+    assert results[[f"auroc {k}" for k in mixed_types.KINDS]].notna().all().all()
+    assert "AUROC, hour for category" in (tmp_path / "mixed.md").read_text()
