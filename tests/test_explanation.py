@@ -14,7 +14,12 @@ from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from sklearn_flowod import FlowDetector, InvertibleOneClassDetector
+from sklearn_flowod import (
+    ContrastiveFlowDetector,
+    FlowDetector,
+    InvertibleOneClassDetector,
+    LikelihoodRatioDetector,
+)
 from sklearn_flowod.datasets import make_planted_anomalies
 from sklearn_flowod.explanation import feature_quantiles, score_drops
 
@@ -65,7 +70,8 @@ def test_quantiles_of_a_binary_column_are_its_two_values():
 
 
 @pytest.mark.parametrize("kind", ["correlation", "extreme"])
-@pytest.mark.parametrize("cls", [FlowDetector, InvertibleOneClassDetector])
+@pytest.mark.parametrize("cls", [FlowDetector, ContrastiveFlowDetector, LikelihoodRatioDetector,
+                                 InvertibleOneClassDetector])
 def test_planted_causes_are_ranked_first(cls, kind):
     X, anomalies, causes = make_planted_anomalies(2000, 100, kind=kind, random_state=1)
     detector = cls(random_state=0, device="cpu").fit(X)
