@@ -220,9 +220,10 @@ def test_fitted_attributes(detector, blobs):
         assert det.best_epoch_ == det.n_epochs_
     else:
         assert len(det.validation_loss_curve_) == det.n_epochs_
-        # the weights of the best check are kept
-        assert det.n_iter_no_change is not None
-        assert det.best_epoch_ == _best_check(det.validation_loss_curve_, det.tol) + 1
+        if det.n_iter_no_change is None:  # held-out rows without early stopping
+            assert det.best_epoch_ == det.n_epochs_
+        else:  # the weights of the best check are kept
+            assert det.best_epoch_ == _best_check(det.validation_loss_curve_, det.tol) + 1
 
 
 def test_without_early_stopping_the_last_epoch_is_kept(detector, blobs):
