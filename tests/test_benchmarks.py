@@ -452,3 +452,23 @@ def test_the_mixed_type_runner_scores_every_kind(tmp_path):
     assert set(results["detector"]) == {"IsolationForest", "DeepSVDDDetector"}
     assert results[[f"auroc {k}" for k in mixed_types.KINDS]].notna().all().all()
     assert "AUROC, hour for category" in (tmp_path / "mixed.md").read_text()
+
+
+def test_the_summary_names_the_detector_to_start_with_and_rewrites_only_its_block(tmp_path):
+    from benchmarks import summary
+
+    rows = [{"dataset": d, "detector": name, "seed": s, "auroc": auroc + 0.01 * s,
+             "ap": 0.5, "inlier_rate": 0.9, "fit_s": 1.0, "score_s": 0.1,
+             "commit": "abc1234", "dirty": False}
+            for d in ("a", "b") for s in (0, 1)
+            for name, auroc in [("FlowDetector", 0.9), ("PyOD KNN", 0.8),
+                                ("DeepSVDDDetector", 0.7)]]
+    pd.DataFrame(rows).to_csv(tmp_path / "quality.csv", index=False)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{summary.BEGIN}\nold\n{summary.END}\noutro\n")
+    text = summary.main(["--out-dir", str(tmp_path), "--readme", str(readme)])
+    assert "start with **`FlowDetector`**" in text and "PyOD KNN (80.50)" in text
+    assert "+10.00 against the best peer" in text
+    written = readme.read_text()
+    assert written.startswith("intro\n") and written.endswith("outro\n") and "old" not in written
+    assert (tmp_path / "quality_summary.md").read_text() == text
