@@ -92,11 +92,12 @@ def _summary(results: pd.DataFrame, name: str, quality_csv: Path) -> str:
     summary = pd.DataFrame({"mean AUROC (x100)": table.mean(),
                             "average rank among these scores":
                                 table.rank(axis=1, ascending=False).mean()})
-    if quality_csv.exists():
-        peers = pd.read_csv(quality_csv)
+    peers = pd.read_csv(quality_csv) if quality_csv.exists() else pd.DataFrame()
+    if not peers.empty:
         peers = peers[peers.seed.isin(results.seed.unique())]
         columns = peers.pivot_table(index="dataset", columns="detector", values="auroc") * 100
-        columns = columns.loc[table.index].drop(columns=[name])
+        columns = columns.reindex(table.index).drop(columns=[name])
+    if not peers.empty and columns.notna().all(axis=None):
         ranks, knn = {}, {}
         for score in table.columns:
             ranked = columns.assign(candidate=table[score]).rank(axis=1, ascending=False).mean()

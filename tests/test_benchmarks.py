@@ -472,3 +472,24 @@ def test_the_summary_names_the_detector_to_start_with_and_rewrites_only_its_bloc
     written = readme.read_text()
     assert written.startswith("intro\n") and written.endswith("outro\n") and "old" not in written
     assert (tmp_path / "quality_summary.md").read_text() == text
+
+
+def test_the_neighbour_study_scores_with_one_fit_and_sums_standardised_scores(tmp_path):
+    from sklearn.metrics import roc_auc_score
+    from sklearn.neighbors import NearestNeighbors
+
+    from benchmarks import latent_neighbours
+
+    results = latent_neighbours.main(["FlowDetector", "--datasets", adbench.SYNTHETIC,
+                                      "--seeds", "0", "--name", "nn", "--out-dir",
+                                      str(tmp_path)])
+    assert len(results) == 6 and results["fit_s"].nunique() == 1
+    split = adbench.load_split(adbench.SYNTHETIC, 0)
+    distance = NearestNeighbors(n_neighbors=5).fit(split.X_train).kneighbors(split.X_test)[0]
+    auroc = results.set_index("detector")["auroc"]
+    assert auroc["FlowDetector: kNN, input"] == pytest.approx(
+        roc_auc_score(split.y_test, distance[:, -1]), abs=1e-12)
+    # leaving the row itself out: a training row's distance is never zero
+    assert latent_neighbours.kth_distances(split.X_train, split.X_train, leave_out=True).min() > 0
+    summary = (tmp_path / "nn.md").read_text().split("## Summary")[1].split("## AUROC")[0]
+    assert "FlowDetector: score + kNN, input + kNN, latent" in summary
