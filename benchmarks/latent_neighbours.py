@@ -3,6 +3,9 @@
 Usage (from the project root)::
 
     python -m benchmarks.latent_neighbours ContrastiveFlowDetector --name latent_neighbours_cf
+    python -m benchmarks.latent_neighbours FlowDetector --mixed-types 50000 --name ...
+
+(the second on the transaction table of ``mixed_types.py`` and its split instead).
 
 On every split of ``adbench.py`` the detector is fitted once with its
 defaults; its test rows are then scored six ways, all label-free:
@@ -38,7 +41,7 @@ from sklearn.neighbors import NearestNeighbors
 
 import sklearn_flowod
 
-from . import adbench, quality, report
+from . import adbench, mixed_types, quality, report
 
 #: The neighbour whose distance is the score (PyOD's kNN default).
 N_NEIGHBORS = 5
@@ -110,12 +113,28 @@ def _summary(results: pd.DataFrame, name: str, quality_csv: Path) -> str:
     return "## Summary\n\n" + report.markdown_table(summary, "{:.2f}") + "\n\n" + timing
 
 
+def _splits(args):
+    """The ADBench splits of ``args``, or those of the mixed-type table (anomaly = 1)."""
+    if args.mixed_types:
+        for seed in args.seeds:
+            table, kind = mixed_types.make_transactions(args.mixed_types, random_state=seed)
+            X_train, X_test, labels = mixed_types.split_rows(table, kind, seed)
+            yield adbench.Split("mixed_types", seed, X_train, X_test,
+                                (labels != "normal").astype(int))
+        return
+    for dataset in args.datasets or adbench.available(args.data_dir):
+        for seed in args.seeds:
+            yield adbench.load_split(dataset, seed, args.data_dir)
+
+
 def main(argv=None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("detector", help="a flow-based detector class of sklearn_flowod")
     parser.add_argument("--datasets", nargs="+", help="data set names (default: all)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--data-dir", type=Path, default=adbench.DEFAULT_DATA_DIR)
+    parser.add_argument("--mixed-types", type=int, metavar="N_SAMPLES",
+                        help="instead of ADBench: the transaction table of mixed_types.py")
     parser.add_argument("--name", required=True, help="stem of the result files")
     parser.add_argument("--out-dir", type=Path, default=quality.RESULTS_DIR)
     args = parser.parse_args(argv)
@@ -123,11 +142,10 @@ def main(argv=None) -> pd.DataFrame:
                + " ".join(sys.argv[1:] if argv is None else argv))
     header = report.header(f"{args.detector} beside nearest-neighbour distances", command)
     rows = []
-    for dataset in args.datasets or adbench.available(args.data_dir):
-        for seed in args.seeds:
-            rows += score_rows(args.detector, adbench.load_split(dataset, seed, args.data_dir))
-            print(f"{dataset:<24}seed {seed}  "
-                  + " ".join(f"{row['auroc']:.3f}" for row in rows[-6:]), flush=True)
+    for split in _splits(args):
+        rows += score_rows(args.detector, split)
+        print(f"{split.dataset:<24}seed {split.seed}  "
+              + " ".join(f"{row['auroc']:.3f}" for row in rows[-6:]), flush=True)
     results = report.stamped(pd.DataFrame(rows))
     report.write_study(results, args.out_dir, args.name, header, args.seeds,
                        _summary(results, args.detector, quality.RESULTS_DIR / "quality.csv"))

@@ -101,20 +101,24 @@ def preprocessing() -> ColumnTransformer:
                               ("category", OneHotEncoder(sparse_output=False), ["category"])])
 
 
-def detector_rows(name: str, entry, table: pd.DataFrame, kind: np.ndarray,
-                  seed: int) -> dict:
+def split_rows(table: pd.DataFrame, kind: np.ndarray, seed: int):
+    """Seed ``seed``'s training and test rows (preprocessed) and the test rows' kinds."""
     rng = np.random.default_rng(seed)
     normal = np.flatnonzero(kind == "normal")
     train = rng.choice(normal, size=int(0.7 * normal.size), replace=False)
     test = np.setdiff1d(np.arange(len(kind)), train)
     prep = preprocessing().fit(table.iloc[train])
-    X_train, X_test = prep.transform(table.iloc[train]), prep.transform(table.iloc[test])
+    return prep.transform(table.iloc[train]), prep.transform(table.iloc[test]), kind[test]
+
+
+def detector_rows(name: str, entry, table: pd.DataFrame, kind: np.ndarray,
+                  seed: int) -> dict:
+    X_train, X_test, labels = split_rows(table, kind, seed)
     estimator = entry.make(seed)
     start = time.perf_counter()
     estimator.fit(X_train)
     fit_s = time.perf_counter() - start
     scores = entry.anomaly_score(estimator, X_test)
-    labels = kind[test]
     row = {"detector": name, "seed": seed, "auroc": roc_auc_score(labels != "normal", scores),
            "ap": average_precision_score(labels != "normal", scores), "fit_s": fit_s}
     for k in KINDS:
