@@ -90,17 +90,26 @@ def score_rows(name: str, split: adbench.Split) -> list[dict]:
              "fit_s": fit_s, "knn_s": knn_s} for key, value in scores.items()]
 
 
+def _quality_columns(quality_csv: Path, results: pd.DataFrame, datasets: pd.Index,
+                     name: str) -> pd.DataFrame | None:
+    """The other columns of ``quality.csv`` on the same data sets and seeds, or None
+    where it does not cover them all."""
+    if not quality_csv.exists():
+        return None
+    peers = pd.read_csv(quality_csv)
+    peers = peers[peers.seed.isin(results.seed.unique())]
+    columns = peers.pivot_table(index="dataset", columns="detector", values="auroc") * 100
+    columns = columns.reindex(datasets).drop(columns=[name])
+    return columns if columns.notna().all(axis=None) else None
+
+
 def _summary(results: pd.DataFrame, name: str, quality_csv: Path) -> str:
     table = results.pivot_table(index="dataset", columns="detector", values="auroc") * 100
     summary = pd.DataFrame({"mean AUROC (x100)": table.mean(),
                             "average rank among these scores":
                                 table.rank(axis=1, ascending=False).mean()})
-    peers = pd.read_csv(quality_csv) if quality_csv.exists() else pd.DataFrame()
-    if not peers.empty:
-        peers = peers[peers.seed.isin(results.seed.unique())]
-        columns = peers.pivot_table(index="dataset", columns="detector", values="auroc") * 100
-        columns = columns.reindex(table.index).drop(columns=[name])
-    if not peers.empty and columns.notna().all(axis=None):
+    columns = _quality_columns(quality_csv, results, table.index, name)
+    if columns is not None:
         ranks, knn = {}, {}
         for score in table.columns:
             ranked = columns.assign(candidate=table[score]).rank(axis=1, ascending=False).mean()
@@ -129,7 +138,7 @@ def _splits(args):
 
 def main(argv=None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("detector", help="a flow-based detector class of sklearn_flowod")
+    parser.add_argument("detector", help="an INN-based detector class of sklearn_flowod")
     parser.add_argument("--datasets", nargs="+", help="data set names (default: all)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--data-dir", type=Path, default=adbench.DEFAULT_DATA_DIR)
