@@ -29,7 +29,14 @@ class ModulePersistence:
     raises a ``ValueError``. A model pickled before formats were recorded
     (format 0) takes the class constants of ``_scoring_constants`` from the
     installed code, which it was scored with.
+
+    Other fitted state that holds tensors is named in ``_device_state``: each
+    such attribute has a ``to(device)`` that returns a copy, is pickled on the
+    CPU and moved to the loaded model's device.
     """
+
+    #: Fitted attributes with a ``to(device)`` method, kept on ``device_``.
+    _device_state: tuple[str, ...] = ()
 
     def __getstate__(self):
         from . import __version__
@@ -37,6 +44,9 @@ class ModulePersistence:
         state = dict(super().__getstate__())  # a copy: object's is the live __dict__
         state[_FORMAT_KEY] = PERSISTENCE_FORMAT
         state[_VERSION_KEY] = __version__
+        for name in self._device_state:
+            if state.get(name) is not None:
+                state[name] = state[name].to("cpu")
         module = state.pop("module_", None)
         if module is not None:
             buffer = io.BytesIO()
@@ -71,3 +81,6 @@ class ModulePersistence:
         state_dict = torch.load(io.BytesIO(weights), map_location=device, weights_only=True)
         module.load_state_dict(state_dict)
         self.module_ = module.eval()
+        for name in self._device_state:
+            if getattr(self, name, None) is not None:
+                setattr(self, name, getattr(self, name).to(device))

@@ -93,6 +93,14 @@ class BaseDeepDetector(ModulePersistence, ExplanationMixin, ConformalMixin, Outl
     def _anomaly_score(self, module, batch: torch.Tensor) -> torch.Tensor:
         """Raw anomaly score of a batch (higher = more anomalous)."""
 
+    def _score_batch(self, module, batch: torch.Tensor) -> torch.Tensor:
+        """What ``anomaly_score`` returns for a batch (default: ``_anomaly_score``)."""
+        return self._anomaly_score(module, batch)
+
+    def _scoring_overhead(self) -> tuple[int, float]:
+        """Bytes and multiply-adds per scored row beyond the network's (default: none)."""
+        return 0, 0.0
+
     @abstractmethod
     def _auto_offset(self, X: np.ndarray) -> float:
         """``offset_`` for ``contamination="auto"``; ``X`` is the training data."""
@@ -240,15 +248,27 @@ class BaseDeepDetector(ModulePersistence, ExplanationMixin, ConformalMixin, Outl
                 for name in self._fit_temporaries:
                     self.__dict__.pop(name, None)
         self._store_history(history)
+        self._prepare_scoring(split[0], seed)
         self._calibrate_on_validation(X, split[1])
-        if self.contamination == "auto":
-            self.offset_ = float(self._auto_offset(X))
-        else:
-            # X is validated already: scoring it again through score_samples would
-            # warn about feature names whenever fit received a DataFrame.
-            scores = -self._apply_in_batches(X, self._anomaly_score, validate=False)
-            self.offset_ = float(np.percentile(scores, 100.0 * self.contamination))
+        self.offset_ = float(self._fit_offset(X))
         return self
+
+    def _prepare_scoring(self, X_train: np.ndarray, seed: int) -> None:
+        """Set what scoring needs beside ``module_`` (default: nothing).
+
+        Called once the module is finished, with the training split (the
+        validated rows the network was trained on, without the held-out ones).
+        """
+
+    def _fit_offset(self, X: np.ndarray) -> float:
+        """``offset_`` from the fit rows ``X``: :meth:`_auto_offset` or the
+        ``contamination`` quantile of their normality scores."""
+        if self.contamination == "auto":
+            return self._auto_offset(X)
+        # X is validated already: scoring it again through score_samples would
+        # warn about feature names whenever fit received a DataFrame.
+        scores = -self._apply_in_batches(X, self._score_batch, validate=False)
+        return float(np.percentile(scores, 100.0 * self.contamination))
 
     def _calibrate_on_validation(self, X: np.ndarray, X_val: np.ndarray | None) -> None:
         """``feature_quantiles_`` and ``calibration_scores_`` from the held-out rows.
@@ -258,7 +278,7 @@ class BaseDeepDetector(ModulePersistence, ExplanationMixin, ConformalMixin, Outl
         """
         self.feature_quantiles_ = feature_quantiles(X if X_val is None else X_val)
         self.calibration_scores_ = None if X_val is None else np.sort(
-            self._apply_in_batches(X_val, self._anomaly_score, validate=False))
+            self._apply_in_batches(X_val, self._score_batch, validate=False))
 
     def _validate_input(self, X, *, reset: bool) -> np.ndarray:
         return check_rows(self, X, reset=reset, min_samples=2 if reset else 1)
@@ -321,8 +341,11 @@ class BaseDeepDetector(ModulePersistence, ExplanationMixin, ConformalMixin, Outl
             X = self._validate_input(X, reset=False)
         out = None
         module = self._scoring_module()
-        batch_size = scoring_rows(self.module_, X.shape[1], X.shape[0] * cost, self.device_)
-        threads = n_threads(self.n_jobs, work_macs(self.module_, batch_size))
+        extra_bytes, extra_macs = self._scoring_overhead()
+        batch_size = scoring_rows(self.module_, X.shape[1], X.shape[0] * cost, self.device_,
+                                  extra_row_bytes=extra_bytes * cost)
+        threads = n_threads(self.n_jobs,
+                            work_macs(self.module_, batch_size) + extra_macs * batch_size)
         batch_size = max(1, batch_size // cost)
         with torch_threads(threads), torch.inference_mode():
             for start in range(0, X.shape[0], batch_size):
@@ -349,7 +372,7 @@ class BaseDeepDetector(ModulePersistence, ExplanationMixin, ConformalMixin, Outl
         -------
         scores : ndarray of shape (n_samples,)
         """
-        return self._apply_in_batches(X, self._anomaly_score)
+        return self._apply_in_batches(X, self._score_batch)
 
     def score_samples(self, X) -> np.ndarray:
         """Normality score; the lower, the more abnormal.

@@ -111,7 +111,7 @@ class ExplanationMixin:
         cost = values.numel() + values.shape[1]  # the grid, then one refined value
 
         def drops(module, batch):
-            return score_drops(self._anomaly_score, module, batch, values)
+            return score_drops(self._score_batch, module, batch, values)
 
         attributions = self._apply_in_batches(X, drops, cost=cost)
         if hasattr(X, "columns") and hasattr(X, "index"):

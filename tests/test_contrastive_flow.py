@@ -15,7 +15,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn_flowod import ContrastiveFlowDetector, FeaturePermutation, FlowDetector, UniformBox
 
 #: Enough training to reproduce the paper's toy figures (about 1,000 steps).
-TOY = {"max_epochs": 60, "learning_rate": 3e-3, "validation_fraction": None,
+TOY = {"n_neighbors": None, "max_epochs": 60, "learning_rate": 3e-3, "validation_fraction": None,
        "device": "cpu", "random_state": 0}
 SMALL = {"n_blocks": 2, "hidden_size": 16, "max_epochs": 5, "device": "cpu", "random_state": 0}
 

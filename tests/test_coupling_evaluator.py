@@ -60,7 +60,7 @@ def test_view_is_cached_until_a_weight_changes():
 @pytest.mark.parametrize("n_features", [1, 2, 7])
 def test_detector_scores_equal_freia_scores(n_features):
     X = np.random.RandomState(0).normal(size=(300, n_features))
-    detector = FlowDetector(max_epochs=3, random_state=0).fit(X)
+    detector = FlowDetector(max_epochs=3, n_neighbors=None, random_state=0).fit(X)
     with torch.inference_mode():
         batch = detector._to_model_input(X, torch.float64)
         reference = -detector._rows_negative_log_density(detector.module_, batch).numpy()

@@ -15,7 +15,7 @@ FAST = {"n_blocks": 4, "hidden_size": 32, "device": "cpu", "random_state": 0}
 def gaussian_2d():
     rng = np.random.RandomState(0)
     X = rng.normal(size=(1000, 2)) * [3.0, 0.5] + [10.0, -2.0]
-    det = FlowDetector(max_epochs=25, **FAST).fit(X)
+    det = FlowDetector(max_epochs=25, n_neighbors=None, **FAST).fit(X)
     return X, det
 
 

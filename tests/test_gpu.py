@@ -27,6 +27,10 @@ def test_auto_device_trains_and_keeps_every_tensor_on_the_gpu(detector):
     assert det.device_.type == "cuda"
     assert all(p.device.type == "cuda" for p in det.module_.parameters())
     assert all(b.device.type == "cuda" for b in det.module_.buffers())
+    neighbours = getattr(det, "neighbours_", None)
+    if neighbours is not None:
+        assert all(t.device.type == "cuda" for t in vars(neighbours).values()
+                   if torch.is_tensor(t))
     scores = det.score_samples(X)
     assert scores.dtype == np.float64 and np.all(np.isfinite(scores))
 

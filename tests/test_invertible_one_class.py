@@ -33,7 +33,8 @@ def toy_fit(request):
     X_train, X_test = make(2000, 0), make(2000, 1)
     # the defaults with four push samples per row, as a less noisy push suits
     # the few, thin structures of a 2-D toy
-    detector = InvertibleOneClassDetector(n_latent_samples=4, random_state=0, device="cpu")
+    detector = InvertibleOneClassDetector(n_latent_samples=4, n_neighbors=None, random_state=0,
+                                          device="cpu")
     detector.fit(X_train)
     return detector, X_train, X_test
 

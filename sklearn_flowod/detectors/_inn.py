@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from numbers import Integral, Real
 
+import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 
@@ -12,6 +13,7 @@ from .._engine.coupling_pass import CouplingPass
 from .._engine.folded import scoring_view
 from ..base import BaseDeepDetector
 from ..callbacks import Callback, CosineSchedule
+from ..neighbours import MAX_REFERENCE_ROWS, NeighbourScore
 from ..networks import build_inn, exact_inverse_permutations
 from ..training import TrainingConfig
 
@@ -26,7 +28,15 @@ class BaseINNDetector(BaseDeepDetector):
     units) and ``compile`` into training settings; it trains through the
     feature-major pass of the coupling blocks and scores through their
     folded evaluator.
+
+    With ``n_neighbors`` set, the anomaly score is the network's own score
+    plus the distances to the ``n_neighbors``-th nearest training row in the
+    standardised input and between the network's codes, each standardised by
+    its median and interquartile range over the training rows (see
+    :mod:`sklearn_flowod.neighbours`); ``None`` keeps the paper's score.
     """
+
+    _device_state = ("neighbours_",)
 
     _parameter_constraints: dict = {
         **BaseDeepDetector._parameter_constraints,
@@ -39,6 +49,7 @@ class BaseINNDetector(BaseDeepDetector):
         "max_grad_norm": [Interval(Real, 0, None, closed="neither"), None],
         "lr_schedule": [StrOptions({"constant", "cosine"})],
         "compile": ["boolean"],
+        "n_neighbors": [Interval(Integral, 1, None, closed="left"), None],
     }
 
     def _module_config(self, n_features: int) -> dict:
@@ -77,3 +88,65 @@ class BaseINNDetector(BaseDeepDetector):
     def _scoring_module(self):
         # the folded evaluator of the coupling blocks (where it applies)
         return scoring_view(self.module_)
+
+    # ------------------------------------------------------------------ #
+    # Nearest-neighbour distances beside the network's score
+    # ------------------------------------------------------------------ #
+    def _prepare_scoring(self, X_train: np.ndarray, seed: int) -> None:
+        """Keep the training rows (at most ``MAX_REFERENCE_ROWS``) and their codes
+        as neighbours, and standardise the three parts on them."""
+        self.neighbours_ = None
+        if self.n_neighbors is None:
+            return
+        keep = np.arange(X_train.shape[0])
+        if keep.size > MAX_REFERENCE_ROWS:
+            keep = np.sort(np.random.RandomState(seed).choice(keep, MAX_REFERENCE_ROWS,
+                                                              replace=False))
+        reference = X_train[keep]
+        codes = self._apply_in_batches(reference, _codes, validate=False)
+        self.neighbours_ = NeighbourScore(
+            self._to_model_input(reference, torch.float64),
+            torch.as_tensor(codes, device=self.device_), self.n_neighbors)
+
+        def parts(module, batch):  # the reference rows themselves: leave each one out
+            return self.neighbours_.parts(self._anomaly_score(module, batch), batch,
+                                          _codes(module, batch), leave_out=True)
+
+        reference_parts = torch.as_tensor(
+            self._apply_in_batches(reference, parts, validate=False), device=self.device_)
+        self.neighbours_.fit(reference_parts)
+        others = np.delete(X_train, keep, axis=0)
+        self._train_scores = np.concatenate([
+            self.neighbours_.combine(reference_parts).cpu().numpy(),
+            self._apply_in_batches(others, self._score_batch, validate=False)
+            if others.shape[0] else np.empty(0)])
+
+    def _score_batch(self, module, batch: torch.Tensor) -> torch.Tensor:
+        score = self._anomaly_score(module, batch)
+        neighbours = getattr(self, "neighbours_", None)
+        if neighbours is None:
+            return score
+        return neighbours.combine(neighbours.parts(score, batch, _codes(module, batch)))
+
+    def _scoring_overhead(self) -> tuple[int, float]:
+        neighbours = getattr(self, "neighbours_", None)
+        if neighbours is None:
+            return 0, 0.0
+        return neighbours.row_bytes(), neighbours.row_macs()
+
+    def _fit_offset(self, X: np.ndarray) -> float:
+        """With neighbours and ``contamination="auto"``: Tukey's upper fence
+        (Q3 + 1.5 IQR) of the fit rows' scores, each training row leaving itself
+        out of its neighbours (as a new row would be scored)."""
+        train_scores = self.__dict__.pop("_train_scores", None)
+        if train_scores is None or self.contamination != "auto":
+            return super()._fit_offset(X)
+        held_out = self.calibration_scores_
+        scores = train_scores if held_out is None else np.concatenate([train_scores, held_out])
+        q1, q3 = np.percentile(scores, [25.0, 75.0])
+        return -float(q3 + 1.5 * (q3 - q1))
+
+
+def _codes(module, batch: torch.Tensor) -> torch.Tensor:
+    """The network's codes ``INN(x)`` of a model-space batch."""
+    return module(batch, jac=False)[0]

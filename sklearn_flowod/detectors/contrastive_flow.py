@@ -95,6 +95,14 @@ class ContrastiveFlowDetector(BaseFlowDetector):
         Evaluate eq. (3) through ``torch.compile(module)`` in training
         (opt-in: compiling takes a while once per process and data shape and
         needs a C++ compiler on a CPU). Scoring is never compiled.
+    n_neighbors : int or None, default=5
+        Add to the negative log-likelihood the distances to the ``n_neighbors``-th nearest
+        training row, in the standardised input and between the network's
+        codes, each of the three standardised by its median and
+        interquartile range over the training rows (at most
+        ``sklearn_flowod.neighbours.MAX_REFERENCE_ROWS`` of them, kept in
+        ``neighbours_``); see "Nearest neighbours" in the notes. ``None``
+        scores with the negative log-likelihood alone.
     max_epochs : int or "auto", default="auto"
         Passes over the training data. ``"auto"``: until the held-out loss (eq. 3)
         stops improving (see ``n_iter_no_change``), within the caps
@@ -158,6 +166,10 @@ class ContrastiveFlowDetector(BaseFlowDetector):
     feature_quantiles_ : ndarray of shape (n_values, n_features_in_)
         The values ``explain`` tries for each feature: mid-quantiles of the
         held-out rows (of all training rows without them).
+    neighbours_ : NeighbourScore or None
+        The reference rows, their codes and the medians and interquartile
+        ranges of the three parts of the score; None when ``n_neighbors``
+        is None.
     mean_, scale_ : ndarray of shape (n_features_in_,)
         Standardisation applied before the network (and to ``X_aux``).
     loss_curve_ : list of float
@@ -179,6 +191,22 @@ class ContrastiveFlowDetector(BaseFlowDetector):
 
     Notes
     -----
+    **Nearest neighbours.** By default (``n_neighbors=5``) the anomaly score
+    is a deviation from the paper: the negative log-likelihood plus two
+    k-th nearest-neighbour distances, to the training rows in the standardised input and between
+    the codes ``INN(x)`` of the network, all three standardised by their
+    median and interquartile range over the training rows (each leaving
+    itself out) and summed. A density model ranks poorly where the data
+    have many clusters or discrete columns, and a distance poorly where
+    scales differ between regions; the sum did better than either part on
+    the dev sets and on the mixed-type table
+    (``benchmarks/results/latent_neighbours_*.md``). With
+    ``contamination="auto"``, ``offset_`` is then Tukey's upper fence of the
+    fit rows' scores (Q3 + 1.5 IQR). Scoring a row costs a distance to each
+    reference row, and the pickled model holds those rows and their codes.
+    ``n_neighbors=None`` gives the paper's score; ``log_density`` returns
+    the log-density in either case.
+
     **Routing X_aux.** ``fit`` accepts ``X_aux``; inside a ``Pipeline`` or
     ``GridSearchCV`` it is routed with scikit-learn's metadata routing
     (``sklearn.set_config(enable_metadata_routing=True)`` and
@@ -239,7 +267,8 @@ class ContrastiveFlowDetector(BaseFlowDetector):
     def __init__(self, *, clamp="auto", clamp_offset=-LN_10, warm_up_fraction=0.25, auxiliary=None,
                  aux_weight=1.0, n_blocks=8, hidden_size=64, affine_clamping=2.0,
                  global_affine_init=1.0, soft_permutation=True, noise_std=0.05,
-                 max_grad_norm=1.0, lr_schedule="constant", compile=False, max_epochs="auto",
+                 max_grad_norm=1.0, lr_schedule="constant", compile=False,
+                 n_neighbors=5, max_epochs="auto",
                  batch_size=256, learning_rate=1e-2, weight_decay=0.0, validation_fraction=0.15,
                  n_iter_no_change=5, tol=1e-2, standardize=True, contamination="auto",
                  device="auto", n_jobs=None, random_state=None, verbose=0):
@@ -257,6 +286,7 @@ class ContrastiveFlowDetector(BaseFlowDetector):
         self.max_grad_norm = max_grad_norm
         self.lr_schedule = lr_schedule
         self.compile = compile
+        self.n_neighbors = n_neighbors
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate

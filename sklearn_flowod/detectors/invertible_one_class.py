@@ -106,6 +106,14 @@ class InvertibleOneClassDetector(BaseINNDetector):
         Evaluate eq. (1) through ``torch.compile(module)`` in training
         (opt-in: compiling takes a while once per process and data shape and
         needs a C++ compiler on a CPU). Scoring is never compiled.
+    n_neighbors : int or None, default=5
+        Add to the cube distance the distances to the ``n_neighbors``-th nearest
+        training row, in the standardised input and between the network's
+        codes, each of the three standardised by its median and
+        interquartile range over the training rows (at most
+        ``sklearn_flowod.neighbours.MAX_REFERENCE_ROWS`` of them, kept in
+        ``neighbours_``); see "Nearest neighbours" in the notes. ``None``
+        scores with the cube distance alone.
     max_epochs : int or "auto", default="auto"
         Passes over the training data. ``"auto"``: until the held-out criterion (see Notes)
         stops improving (see ``n_iter_no_change``), within the caps
@@ -136,8 +144,10 @@ class InvertibleOneClassDetector(BaseINNDetector):
         Standardise every feature with the training mean and standard
         deviation (stored in ``mean_`` and ``scale_``) before the network.
     contamination : "auto" or float in (0, 0.5], default="auto"
-        ``"auto"``: the cube's surface is the boundary, so ``predict`` returns
-        -1 exactly for points mapped outside the cube (``offset_ = 0``). A
+        ``"auto"``: with ``n_neighbors=None`` the cube's surface is the
+        boundary, so ``predict`` returns -1 exactly for points mapped outside
+        the cube (``offset_ = 0``); with neighbours, Tukey's upper fence of
+        the training scores (see Notes). A
         float sets ``offset_`` so that this fraction of the training data is
         flagged.
     device : {"auto", "cpu", "cuda", "cuda:N"} or torch.device, default="auto"
@@ -169,6 +179,10 @@ class InvertibleOneClassDetector(BaseINNDetector):
     latent_scale_ : float
         Global factor the network's output is divided by (1.0 without
         calibration).
+    neighbours_ : NeighbourScore or None
+        The reference rows, their codes and the medians and interquartile
+        ranges of the three parts of the score; None when ``n_neighbors``
+        is None.
     mean_, scale_ : ndarray of shape (n_features_in_,)
         Standardisation applied before the network.
     loss_curve_ : list of float
@@ -189,6 +203,22 @@ class InvertibleOneClassDetector(BaseINNDetector):
 
     Notes
     -----
+    **Nearest neighbours.** By default (``n_neighbors=5``) the anomaly score
+    is a deviation from the paper: the cube distance plus two k-th
+    nearest-neighbour distances, to the training rows in the standardised input and between
+    the codes ``INN(x)`` of the network, all three standardised by their
+    median and interquartile range over the training rows (each leaving
+    itself out) and summed. A density model ranks poorly where the data
+    have many clusters or discrete columns, and a distance poorly where
+    scales differ between regions; the sum did better than either part on
+    the dev sets and on the mixed-type table
+    (``benchmarks/results/latent_neighbours_*.md``). With
+    ``contamination="auto"``, ``offset_`` is then Tukey's upper fence of the
+    fit rows' scores (Q3 + 1.5 IQR). Scoring a row costs a distance to each
+    reference row, and the pickled model holds those rows and their codes.
+    ``n_neighbors=None`` gives the paper's score, whose threshold is the
+    cube's boundary.
+
     **Training length.** The loss of eq. (1) cannot tell when to stop: the
     value of its push term is ``f`` of uniform samples whatever the weights.
     Early stopping (``max_epochs="auto"``) therefore watches how far the
@@ -236,7 +266,8 @@ class InvertibleOneClassDetector(BaseINNDetector):
     def __init__(self, *, n_blocks=6, hidden_size=64, affine_clamping=2.0, global_affine_init=1.0,
                  soft_permutation=True, pull="max", n_latent_samples=2, latent_bound=0.9,
                  calibration_quantile=0.95, noise_std=0.05, max_grad_norm=1.0,
-                 lr_schedule="constant", compile=False, max_epochs="auto", batch_size=256,
+                 lr_schedule="constant", compile=False,
+                 n_neighbors=5, max_epochs="auto", batch_size=256,
                  learning_rate=3e-3, weight_decay=0.0, validation_fraction=0.15,
                  n_iter_no_change=10, tol=3e-3, standardize=True, contamination="auto",
                  device="auto", n_jobs=None, random_state=None, verbose=0):
@@ -253,6 +284,7 @@ class InvertibleOneClassDetector(BaseINNDetector):
         self.max_grad_norm = max_grad_norm
         self.lr_schedule = lr_schedule
         self.compile = compile
+        self.n_neighbors = n_neighbors
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -336,7 +368,8 @@ class InvertibleOneClassDetector(BaseINNDetector):
         Returns
         -------
         Z : ndarray of shape (n_samples, max(n_features_in_, 2))
-            Latent codes; a code lies inside the cube exactly when the sample
-            is predicted an inlier under ``contamination="auto"``.
+            Latent codes; with ``n_neighbors=None`` a code lies inside the
+            cube exactly when the sample is predicted an inlier under
+            ``contamination="auto"``.
         """
         return self._apply_in_batches(X, self._latent)
