@@ -26,9 +26,10 @@ from sklearn_flowod import (
 from sklearn_flowod._engine.batches import scoring_rows
 
 #: Flows small enough for a few seconds of training, large enough for the toys.
-TOY = {"n_neighbors": None, "n_blocks": 4, "hidden_size": 32, "max_epochs": 30, "learning_rate": 1e-3,
-       "validation_fraction": None, "device": "cpu", "random_state": 0}
-SMALL = {"n_neighbors": None, "n_blocks": 2, "hidden_size": 16, "max_epochs": 5, "device": "cpu", "random_state": 0}
+TOY = {"n_neighbors": None, "n_blocks": 4, "hidden_size": 32, "max_epochs": 30,
+       "learning_rate": 1e-3, "validation_fraction": None, "device": "cpu", "random_state": 0}
+SMALL = {"n_neighbors": None, "n_blocks": 2, "hidden_size": 16, "max_epochs": 5, "device": "cpu",
+         "random_state": 0}
 
 
 @pytest.fixture(scope="module")
@@ -282,7 +283,8 @@ def test_default_general_distribution_ranks_far_outliers_as_outliers(seed):
     rng = np.random.default_rng(0)
     X = np.vstack([rng.standard_normal((400, 4)), 5.0 + 0.5 * rng.standard_normal((40, 4))])
     y = np.r_[np.zeros(400), np.ones(40)]
-    budget = {"n_neighbors": None, "n_blocks": 4, "hidden_size": 32, "max_epochs": 20, "random_state": seed}
+    budget = {"n_neighbors": None, "n_blocks": 4, "hidden_size": 32, "max_epochs": 20,
+              "random_state": seed}
     default = LikelihoodRatioDetector(**budget).fit(X)
     narrow = LikelihoodRatioDetector(**budget, auxiliary=FeaturePermutation()).fit(X)
     assert roc_auc_score(y, -default.score_samples(X)) > 0.7
