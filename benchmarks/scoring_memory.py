@@ -4,8 +4,9 @@ Run by the speed benchmark as ``python -m benchmarks.scoring_memory
 DETECTOR ROWS FEATURES``; prints one JSON object. A fresh process holds
 nothing but this measurement.
 
-The detector (defaults, two epochs) is fitted on 10,000 standard normal
-rows. The rows to score are then written into one preallocated float32
+The detector (defaults, two epochs; a peer such as ``"PyOD KNN"`` with its
+defaults) is fitted on 10,000 standard normal rows. The rows to score are
+then written into one preallocated float32
 array, chunk by chunk, so that making them needs no full-size temporary; the
 resident memory just before scoring is the baseline; the kernel's peak
 record is restarted there, and the scoring's own peak is the peak resident
@@ -53,23 +54,35 @@ def _peak_resident_bytes() -> int:
 
 
 def measure(name: str, n_rows: int, n_features: int, seed: int = 0) -> dict:
-    """Fit ``name`` briefly, then time ``score_samples`` on ``n_rows`` rows."""
-    detector = registry.named_detectors()[name].make(seed)
-    detector.set_params(max_epochs=2, device="cpu")
+    """Fit ``name`` briefly, then time its anomaly score on ``n_rows`` rows.
+
+    ``flops_per_row``: the network's matmul FLOPs plus, with nearest
+    neighbours, those of the distances to the reference rows (NaN for a peer).
+    """
+    entry = registry.named_detectors()[name]
+    detector = entry.make(seed)
+    package = entry.family == "package"
+    if package:
+        detector.set_params(max_epochs=2, device="cpu")
     rng = np.random.default_rng(seed)
     detector.fit(rng.standard_normal((_TRAIN_ROWS, n_features)))
     X = np.empty((n_rows, n_features), dtype=np.float32)
     for start in range(0, n_rows, _FILL_CHUNK):
         stop = min(start + _FILL_CHUNK, n_rows)
         X[start:stop] = rng.standard_normal((stop - start, n_features), dtype=np.float32)
-    detector.score_samples(X[:1000])  # warm-up
-    with torch.no_grad():  # the FLOP counter's module hooks refuse inference tensors
-        batch = detector._to_model_input(X[:4096], torch.float64)
-        flops = count_flops(detector._anomaly_score, detector.module_, batch) / batch.shape[0]
+    entry.anomaly_score(detector, X[:1000])  # warm-up
+    flops = float("nan")
+    if package:
+        with torch.no_grad():  # the FLOP counter's module hooks refuse inference tensors
+            batch = detector._to_model_input(X[:4096], torch.float64)
+            flops = count_flops(detector._anomaly_score, detector.module_, batch) / batch.shape[0]
+        neighbours = getattr(detector, "neighbours_", None)
+        if neighbours is not None:
+            flops += 2.0 * neighbours.row_macs()
     before = _resident_bytes()
     _reset_peak()
     start = time.perf_counter()
-    scores = detector.score_samples(X)
+    scores = entry.anomaly_score(detector, X)
     seconds = time.perf_counter() - start
     peak = _peak_resident_bytes()
     return {

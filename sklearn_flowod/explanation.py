@@ -77,14 +77,20 @@ class ExplanationMixin:
     def explain(self, X):
         """Per-feature attributions of the anomaly score of every row.
 
-        For each row and feature: how much the anomaly score (see
-        :meth:`anomaly_score`) falls when that feature alone is moved to
+        For each row and feature: how much the method's own anomaly score
+        falls when that feature alone is moved to
         its most typical value given the row's other features. The value is
         searched among the feature's quantiles in the training rows
         (``feature_quantiles_``). Larger means the feature contributes more
         to the row being anomalous; 0 means no value of the feature would
         make the row more normal. A feature that breaks a correlation is
         found even when its own value is typical.
+
+        The score explained is the network's own (the paper's score, that of
+        ``n_neighbors=None``): for the INN-based detectors the default
+        ``anomaly_score`` also holds nearest-neighbour distances, which
+        would make every evaluation of the search cost a distance to each
+        reference row.
 
         Parameters
         ----------
@@ -94,7 +100,8 @@ class ExplanationMixin:
         Returns
         -------
         attributions : ndarray or DataFrame of shape (n_samples, n_features)
-            In the units of ``anomaly_score``. A DataFrame with ``X``'s
+            In the units of the method's own score (for the flows nats of
+            log-density). A DataFrame with ``X``'s
             columns and index when ``X`` is a DataFrame.
 
         Notes
@@ -111,7 +118,7 @@ class ExplanationMixin:
         cost = values.numel() + values.shape[1]  # the grid, then one refined value
 
         def drops(module, batch):
-            return score_drops(self._score_batch, module, batch, values)
+            return score_drops(self._anomaly_score, module, batch, values)
 
         attributions = self._apply_in_batches(X, drops, cost=cost)
         if hasattr(X, "columns") and hasattr(X, "index"):
