@@ -201,19 +201,10 @@ class LikelihoodRatioDetector(BaseFlowDetector):
 
     Notes
     -----
-    **Nearest neighbours.** By default (``n_neighbors=5``) the anomaly score
-    is a deviation from the paper: the likelihood ratio plus two k-th
-    nearest-neighbour distances, to the training rows in the standardised input and between
-    the codes ``INN(x)`` of the network, all three standardised by their
-    median and interquartile range over the training rows (each leaving
-    itself out) and summed. A density model ranks poorly where the data
-    have many clusters or discrete columns, and a distance poorly where
-    scales differ between regions; the sum did better than either part on
-    the dev sets and on the mixed-type table
-    (``benchmarks/results/latent_neighbours_*.md``). With
-    ``contamination="auto"``, ``offset_`` is then Tukey's upper fence of the
-    fit rows' scores (Q3 + 1.5 IQR). Scoring a row costs a distance to each
-    reference row, and the pickled model holds those rows and their codes.
+    **Nearest neighbours.** The default score (``n_neighbors=5``) deviates from
+    the paper: the parts, their standardisation, the threshold under
+    ``contamination="auto"`` and the cost are described in
+    :mod:`sklearn_flowod.neighbours` and on the deviations page.
     ``n_neighbors=None`` gives the paper's score.
 
     **Where the ratio fails.** ``p_in / p_g`` is a quotient of two small
