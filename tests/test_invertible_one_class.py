@@ -71,6 +71,26 @@ def test_auto_threshold_is_the_cube_surface(toy_fit):
     np.testing.assert_array_equal(detector.predict(X_test) == -1, outside)
 
 
+@pytest.mark.parametrize("pull", ["max", "square"])
+def test_the_pull_score_is_the_pull_function_of_the_codes(pull, blobs):
+    X, _ = blobs
+    # latent_score changes the score only, not training: with the same seed
+    # both detectors hold the same network
+    params = dict(pull=pull, n_neighbors=None, max_epochs=3, random_state=0, device="cpu")
+    by_distance = InvertibleOneClassDetector(**params).fit(X)
+    by_pull = InvertibleOneClassDetector(latent_score="pull", **params).fit(X)
+    Z = by_pull.latent_codes(X)
+    np.testing.assert_allclose(Z, by_distance.latent_codes(X))
+    f = np.abs(Z).max(axis=1) if pull == "max" else np.square(Z).mean(axis=1)
+    np.testing.assert_allclose(by_pull.anomaly_score(X), f, rtol=1e-10)
+    if pull == "max":  # inside the cube the distance of eq. (3) is max_k |z_k| - 1
+        inside = f < 1
+        np.testing.assert_allclose(by_distance.anomaly_score(X)[inside], f[inside] - 1)
+    # without the cube's surface as boundary, "auto" is Tukey's upper fence
+    q1, q3 = np.percentile(by_pull.anomaly_score(X), [25, 75])
+    assert by_pull.offset_ == pytest.approx(-(q3 + 1.5 * (q3 - q1)))
+
+
 def test_cube_distance_matches_equations_2_to_4():
     import torch
 

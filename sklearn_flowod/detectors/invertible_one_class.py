@@ -82,6 +82,13 @@ class InvertibleOneClassDetector(BaseINNDetector):
         width, noise, stopping, schedule; the paper's max with any of them
         stayed below it), so it is the default
         (``benchmarks/results/ablation_invertible_one_class_pull.md``).
+    latent_score : {"cube_distance", "pull"}, default="cube_distance"
+        The network's part of the anomaly score: ``"cube_distance"`` is the
+        paper's signed distance of the code to the cube's surface (eq. 2-4);
+        ``"pull"`` is the pull function ``f`` of the (calibrated) code, the
+        quantity training keeps small on the data. The max pull's ``f`` has
+        the same level sets as the distance inside the cube; the square's
+        averages every coordinate instead of following the largest one.
     n_latent_samples : int, default=2
         Uniform latent samples drawn per data row in every step for the push
         term; more samples make the push less noisy.
@@ -149,10 +156,11 @@ class InvertibleOneClassDetector(BaseINNDetector):
         Standardise every feature with the training mean and standard
         deviation (stored in ``mean_`` and ``scale_``) before the network.
     contamination : "auto" or float in (0, 0.5], default="auto"
-        ``"auto"``: with ``n_neighbors=None`` the cube's surface is the
-        boundary, so ``predict`` returns -1 exactly for points mapped outside
-        the cube (``offset_ = 0``); with neighbours, Tukey's upper fence of
-        the training scores (see Notes). A
+        ``"auto"``: with ``n_neighbors=None`` and the cube distance the
+        cube's surface is the boundary, so ``predict`` returns -1 exactly for
+        points mapped outside the cube (``offset_ = 0``); with neighbours or
+        ``latent_score="pull"``, Tukey's upper fence of the training scores
+        (see Notes). A
         float sets ``offset_`` so that this fraction of the training data is
         flagged.
     device : {"auto", "cpu", "cuda", "cuda:N"} or torch.device, default="auto"
@@ -254,13 +262,15 @@ class InvertibleOneClassDetector(BaseINNDetector):
     _parameter_constraints: dict = {
         **BaseINNDetector._parameter_constraints,
         "pull": [StrOptions(set(PULL_FUNCTIONS))],
+        "latent_score": [StrOptions({"cube_distance", "pull"})],
         "n_latent_samples": [Interval(Integral, 1, None, closed="left")],
         "latent_bound": [Interval(Real, 0, 1, closed="right")],
         "calibration_quantile": [Interval(Real, 0, 1, closed="neither"), None],
     }
 
     def __init__(self, *, n_blocks=6, hidden_size=64, affine_clamping=2.0, global_affine_init=1.0,
-                 soft_permutation=True, pull="square", n_latent_samples=2, latent_bound=0.9,
+                 soft_permutation=True, pull="square",
+                 latent_score="cube_distance", n_latent_samples=2, latent_bound=0.9,
                  calibration_quantile=0.95, noise_std=0.05, max_grad_norm=1.0,
                  lr_schedule="constant", compile=False,
                  n_neighbors=5, max_epochs="auto", batch_size=256,
@@ -273,6 +283,7 @@ class InvertibleOneClassDetector(BaseINNDetector):
         self.global_affine_init = global_affine_init
         self.soft_permutation = soft_permutation
         self.pull = pull
+        self.latent_score = latent_score
         self.n_latent_samples = n_latent_samples
         self.latent_bound = latent_bound
         self.calibration_quantile = calibration_quantile
@@ -348,10 +359,19 @@ class InvertibleOneClassDetector(BaseINNDetector):
         return module(batch, jac=False)[0] / self.latent_scale_
 
     def _anomaly_score(self, module, batch):
-        return cube_distance(self._latent(module, batch))
+        z = self._latent(module, batch)
+        if self.latent_score == "pull":
+            return PULL_FUNCTIONS[self.pull](z)
+        return cube_distance(z)
 
     def _auto_offset(self, X: np.ndarray) -> float:
-        return 0.0
+        """The cube's surface for the cube distance; Tukey's upper fence
+        (Q3 + 1.5 IQR) of the training scores for the pull."""
+        if self.latent_score == "cube_distance":
+            return 0.0
+        scores = self._apply_in_batches(X, self._anomaly_score, validate=False)
+        q1, q3 = np.percentile(scores, [25.0, 75.0])
+        return -float(q3 + 1.5 * (q3 - q1))
 
     def latent_codes(self, X) -> np.ndarray:
         """Map samples to the latent space, where inliers fill [-1, 1]^D.
@@ -364,8 +384,8 @@ class InvertibleOneClassDetector(BaseINNDetector):
         Returns
         -------
         Z : ndarray of shape (n_samples, max(n_features_in_, 2))
-            Latent codes; with ``n_neighbors=None`` a code lies inside the
-            cube exactly when the sample is predicted an inlier under
-            ``contamination="auto"``.
+            Latent codes; with ``n_neighbors=None`` and the cube distance,
+            a code lies inside the cube exactly when the sample is predicted
+            an inlier under ``contamination="auto"``.
         """
         return self._apply_in_batches(X, self._latent)
