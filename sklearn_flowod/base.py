@@ -173,12 +173,12 @@ class BaseDeepDetector(ModulePersistence, ExplanationMixin, ConformalMixin, Outl
         return callbacks
 
     def _train(self, module, loss, X_train, X_val, generator, *, config=None,
-               callbacks=None) -> TrainingHistory:
+               callbacks=None, noise_widths=None) -> TrainingHistory:
         """:func:`~sklearn_flowod.training.train_module` with the parameters' settings."""
         return train_module(module, loss, X_train, X_val, generator=generator,
                             config=self._training_config() if config is None else config,
                             callbacks=self._callbacks() if callbacks is None else callbacks,
-                            criterion=self._criterion)
+                            criterion=self._criterion, noise_widths=noise_widths)
 
     # ------------------------------------------------------------------ #
     # Fitting

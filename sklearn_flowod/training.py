@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .callbacks import Callback, trainable_state
+from .dequantization import add_uniform_noise
 
 logger = logging.getLogger("sklearn_flowod")
 
@@ -115,7 +116,8 @@ class TrainingState:
 def train_module(module: nn.Module, loss_fn: LossFn, X_train: torch.Tensor,
                  X_val: torch.Tensor | None = None, *, config: TrainingConfig,
                  generator: torch.Generator, callbacks: Sequence[Callback] = (),
-                 criterion: LossFn | None = None) -> TrainingHistory:
+                 criterion: LossFn | None = None,
+                 noise_widths: torch.Tensor | None = None) -> TrainingHistory:
     """Train ``module`` in place by minimising ``loss_fn`` over mini-batches.
 
     Parameters
@@ -145,6 +147,10 @@ def train_module(module: nn.Module, loss_fn: LossFn, X_train: torch.Tensor,
     criterion : callable or None, default=None
         The held-out criterion, called like ``loss_fn`` on ``X_val``;
         None uses ``loss_fn`` itself.
+    noise_widths : torch.Tensor or None, default=None
+        Per-entry widths of uniform noise, the shape of ``X_train``: every
+        training batch gets ``U[-w/2, w/2]`` noise on top of
+        ``config.noise_std`` (see :mod:`sklearn_flowod.dequantization`).
 
     Returns
     -------
@@ -179,8 +185,12 @@ def train_module(module: nn.Module, loss_fn: LossFn, X_train: torch.Tensor,
         for start in range(0, n_samples, batch_size):
             for callback in callbacks:
                 callback.on_step_begin(state)
-            batch = X_train.index_select(0, order[start : start + batch_size])
-            if config.noise_std > 0:  # the gathered batch is a copy: add the noise in place
+            rows_of_batch = order[start : start + batch_size]
+            batch = X_train.index_select(0, rows_of_batch)
+            # the gathered batch is a copy: add the noise in place
+            if noise_widths is not None:
+                add_uniform_noise(batch, noise_widths.index_select(0, rows_of_batch), generator)
+            if config.noise_std > 0:
                 batch += torch.empty_like(batch).normal_(0.0, config.noise_std, generator=generator)
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(model, batch, generator)

@@ -13,6 +13,7 @@ from .._engine.coupling_pass import CouplingPass
 from .._engine.folded import scoring_view
 from ..base import BaseDeepDetector
 from ..callbacks import Callback, CosineSchedule
+from ..dequantization import tie_widths
 from ..neighbours import MAX_REFERENCE_ROWS, NeighbourScore
 from ..networks import build_inn, exact_inverse_permutations
 from ..training import TrainingConfig
@@ -25,7 +26,7 @@ class BaseINNDetector(BaseDeepDetector):
     class turns ``n_blocks``, ``hidden_size``, ``affine_clamping``,
     ``global_affine_init`` and ``soft_permutation`` into the network, and
     ``lr_schedule``, ``max_grad_norm``, ``noise_std`` (in standardised
-    units) and ``compile`` into training settings; it trains through the
+    units), ``dequantize_ties`` and ``compile`` into training settings; it trains through the
     feature-major pass of the coupling blocks and scores through their
     folded evaluator.
 
@@ -46,6 +47,7 @@ class BaseINNDetector(BaseDeepDetector):
         "global_affine_init": [Interval(Real, 0, None, closed="neither")],
         "soft_permutation": ["boolean"],
         "noise_std": [Interval(Real, 0, None, closed="left")],
+        "dequantize_ties": ["boolean"],
         "max_grad_norm": [Interval(Real, 0, None, closed="neither"), None],
         "lr_schedule": [StrOptions({"constant", "cosine"})],
         "compile": ["boolean"],
@@ -79,6 +81,10 @@ class BaseINNDetector(BaseDeepDetector):
         return [*schedule, *super()._callbacks()]
 
     def _train(self, module, loss, X_train, X_val, generator, **options):
+        if self.dequantize_ties and "noise_widths" not in options:
+            widths = tie_widths(X_train)
+            # without repeated values there is nothing to spread: train as without
+            options["noise_widths"] = widths if bool(widths.any()) else None
         # training evaluates the couplings feature-major (the same maths, fewer operations)
         return super()._train(CouplingPass(module), loss, X_train, X_val, generator, **options)
 

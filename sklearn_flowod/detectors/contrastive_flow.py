@@ -12,6 +12,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from ..auxiliary import FeaturePermutation
 from ..callbacks import CosineSchedule
+from ..dequantization import add_uniform_noise, tie_widths
 from ._aux_input import check_aux_data
 from .flow import BaseFlowDetector, flow_log_density
 
@@ -85,6 +86,13 @@ class ContrastiveFlowDetector(BaseFlowDetector):
         Standard deviation of Gaussian noise added to every standardised
         training batch (dequantisation), of inliers and of ``X_aux`` alike
         (generated samples are made from the noisy batch).
+    dequantize_ties : bool, default=False
+        Also add uniform noise over the bin of every repeated value of a
+        column (the distance to the column's nearest other distinct value;
+        see :mod:`sklearn_flowod.dequantization`): flags, counts and the mode
+        of a nearly constant column are spread over their own bin, whatever
+        the column's scale, while values seen once keep ``noise_std`` alone.
+        Rows of ``X_aux`` get the same noise, with the bins of ``X_aux``.
     max_grad_norm : float or None, default=1.0
         Clip the gradient norm of every step.
     lr_schedule : {"constant", "cosine"}, default="constant"
@@ -253,12 +261,12 @@ class ContrastiveFlowDetector(BaseFlowDetector):
         "auxiliary": [HasMethods(["fit", "sample"]), None],
         "aux_weight": [Interval(Real, 0, None, closed="left")],
     }
-    _fit_temporaries = ("_aux_data", "_clamp")
+    _fit_temporaries = ("_aux_data", "_aux_widths", "_clamp")
 
     def __init__(self, *, clamp="auto", clamp_offset=-LN_10, warm_up_fraction=0.25, auxiliary=None,
                  aux_weight=1.0, n_blocks=8, hidden_size=64, affine_clamping=2.0,
                  global_affine_init=1.0, soft_permutation=True, noise_std=0.05,
-                 max_grad_norm=1.0, lr_schedule="constant", compile=False,
+                 dequantize_ties=False, max_grad_norm=1.0, lr_schedule="constant", compile=False,
                  n_neighbors=5, max_epochs="auto",
                  batch_size=256, learning_rate=1e-2, weight_decay=0.0, validation_fraction=0.15,
                  n_iter_no_change=5, tol=1e-2, standardize=True, contamination="auto",
@@ -274,6 +282,7 @@ class ContrastiveFlowDetector(BaseFlowDetector):
         self.global_affine_init = global_affine_init
         self.soft_permutation = soft_permutation
         self.noise_std = noise_std
+        self.dequantize_ties = dequantize_ties
         self.max_grad_norm = max_grad_norm
         self.lr_schedule = lr_schedule
         self.compile = compile
@@ -323,15 +332,20 @@ class ContrastiveFlowDetector(BaseFlowDetector):
             return
         X_aux = check_aux_data(self, X, X_aux)
         self._aux_data = self._to_model_input(X_aux, torch.float32, generator)
+        self._aux_widths = tie_widths(self._aux_data) if self.dequantize_ties else None
 
     def _auxiliary_batch(self, batch: torch.Tensor, generator: torch.Generator):
         if self._aux_data is not None:
             rows = torch.randint(self._aux_data.shape[0], (batch.shape[0],), generator=generator,
                                  device=batch.device)
             aux = self._aux_data[rows]
-            if self.noise_std > 0 and torch.is_grad_enabled():
-                # the inlier batch carries the training noise: so does X_aux, and
-                # the flow learns (p * k - q * k)+ for one smoothing kernel k
+            if not torch.is_grad_enabled():
+                return aux
+            # the inlier batch carries the training noise: so does X_aux, and
+            # the flow learns (p * k - q * k)+ for one smoothing kernel k
+            if self._aux_widths is not None:
+                add_uniform_noise(aux, self._aux_widths[rows], generator)
+            if self.noise_std > 0:
                 noise = torch.randn(aux.shape, generator=generator, device=aux.device)
                 aux = aux + self.noise_std * noise
             return aux

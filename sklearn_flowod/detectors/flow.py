@@ -138,6 +138,12 @@ class FlowDetector(BaseFlowDetector):
         Standard deviation of Gaussian noise added to every standardised
         training batch (dequantisation): discrete and constant columns get a
         smooth density instead of a degenerate one.
+    dequantize_ties : bool, default=False
+        Also add uniform noise over the bin of every repeated value of a
+        column (the distance to the column's nearest other distinct value;
+        see :mod:`sklearn_flowod.dequantization`): flags, counts and the mode
+        of a nearly constant column are spread over their own bin, whatever
+        the column's scale, while values seen once keep ``noise_std`` alone.
     max_grad_norm : float or None, default=1.0
         Clip the gradient norm of every step.
     lr_schedule : {"constant", "cosine"}, default="constant"
@@ -278,8 +284,8 @@ class FlowDetector(BaseFlowDetector):
     """
 
     def __init__(self, *, n_blocks=8, hidden_size=64, affine_clamping=2.0, global_affine_init=1.0,
-                 soft_permutation=True, noise_std=0.05, max_grad_norm=1.0, lr_schedule="constant",
-                 compile=False,
+                 soft_permutation=True, noise_std=0.05, dequantize_ties=False, max_grad_norm=1.0,
+                 lr_schedule="constant", compile=False,
                  n_neighbors=5, max_epochs="auto", batch_size=256, learning_rate=1e-2,
                  weight_decay=0.0, validation_fraction=0.15, n_iter_no_change=10, tol=1e-2,
                  standardize=True, contamination="auto", device="auto", n_jobs=None,
@@ -290,6 +296,7 @@ class FlowDetector(BaseFlowDetector):
         self.global_affine_init = global_affine_init
         self.soft_permutation = soft_permutation
         self.noise_std = noise_std
+        self.dequantize_ties = dequantize_ties
         self.max_grad_norm = max_grad_norm
         self.lr_schedule = lr_schedule
         self.compile = compile
