@@ -87,11 +87,8 @@ class ContrastiveFlowDetector(BaseFlowDetector):
         training batch (dequantisation), of inliers and of ``X_aux`` alike
         (generated samples are made from the noisy batch).
     dequantize_ties : bool, default=False
-        Also add uniform noise over the bin of every repeated value of a
-        column (the distance to the column's nearest other distinct value;
-        see :mod:`sklearn_flowod.dequantization`): flags, counts and the mode
-        of a nearly constant column are spread over their own bin, whatever
-        the column's scale, while values seen once keep ``noise_std`` alone.
+        On top of ``noise_std``, spread every repeated value of a column
+        uniformly over its own bin (:mod:`sklearn_flowod.dequantization`).
         Rows of ``X_aux`` get the same noise, with the bins of ``X_aux``.
     max_grad_norm : float or None, default=1.0
         Clip the gradient norm of every step.

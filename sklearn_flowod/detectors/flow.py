@@ -139,11 +139,8 @@ class FlowDetector(BaseFlowDetector):
         training batch (dequantisation): discrete and constant columns get a
         smooth density instead of a degenerate one.
     dequantize_ties : bool, default=False
-        Also add uniform noise over the bin of every repeated value of a
-        column (the distance to the column's nearest other distinct value;
-        see :mod:`sklearn_flowod.dequantization`): flags, counts and the mode
-        of a nearly constant column are spread over their own bin, whatever
-        the column's scale, while values seen once keep ``noise_std`` alone.
+        On top of ``noise_std``, spread every repeated value of a column
+        uniformly over its own bin (:mod:`sklearn_flowod.dequantization`).
     max_grad_norm : float or None, default=1.0
         Clip the gradient norm of every step.
     lr_schedule : {"constant", "cosine"}, default="constant"
