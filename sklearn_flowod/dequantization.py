@@ -15,11 +15,21 @@ of a column) and constant columns get zero width, so the noise touches only the
 atoms of the empirical law. Uniform noise on ``[-w/2, w/2]`` then fills each
 atom's bin up to the middle of the gap to its nearest neighbour: for integers or
 flags, exactly the unit bins of classical dequantisation.
+
+A bin is at most :data:`MAX_WIDTH` standard deviations of its column wide: the
+gap of a balanced 0/1 flag, whose two values lie one standard deviation either
+side of the mean. Without the cap the mode of a nearly constant column (a pixel
+that is almost always 0) would be spread up to the middle of the way to its
+rare other values, dozens of standard deviations away, and a row with such a
+rare value would look as normal as the mode.
 """
 
 from __future__ import annotations
 
 import torch
+
+#: The widest bin, in standard deviations of its column (see the module notes).
+MAX_WIDTH = 2.0
 
 
 def tie_widths(X: torch.Tensor) -> torch.Tensor:
@@ -34,7 +44,8 @@ def tie_widths(X: torch.Tensor) -> torch.Tensor:
     -------
     widths : torch.Tensor of the shape, dtype and device of ``X``
         For an entry whose value occurs more than once in its column: the
-        distance to the nearest other distinct value of that column (zero in
+        distance to the nearest other distinct value of that column, at
+        most :data:`MAX_WIDTH` times the column's standard deviation (zero in
         a constant column); zero for a value that occurs once.
     """
     widths = torch.zeros_like(X)
@@ -46,6 +57,7 @@ def tie_widths(X: torch.Tensor) -> torch.Tensor:
         gaps = values.diff()
         far = gaps.new_full((1,), float("inf"))
         nearest = torch.minimum(torch.cat([far, gaps]), torch.cat([gaps, far]))
+        nearest = nearest.clamp(max=MAX_WIDTH * X[:, column].std(correction=0))
         widths[:, column] = torch.where(counts > 1, nearest, 0.0)[inverse]
     return widths
 

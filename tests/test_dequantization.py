@@ -13,7 +13,7 @@ from sklearn_flowod import (
     InvertibleOneClassDetector,
     LikelihoodRatioDetector,
 )
-from sklearn_flowod.dequantization import add_uniform_noise, tie_widths
+from sklearn_flowod.dequantization import MAX_WIDTH, add_uniform_noise, tie_widths
 from sklearn_flowod.training import TrainingConfig, train_module
 
 INN_DETECTORS = [FlowDetector, ContrastiveFlowDetector, LikelihoodRatioDetector,
@@ -24,11 +24,20 @@ small_integers = arrays(np.int64, st.tuples(st.integers(2, 40), st.integers(1, 4
 
 
 def test_flags_and_integers_get_unit_bins():
-    X = torch.tensor([[0.0, 2.0], [1.0, 3.0], [1.0, 3.0], [0.0, 5.0], [1.0, 5.0]])
+    X = torch.tensor([[0.0, 2.0], [1.0, 3.0], [1.0, 3.0], [0.0, 5.0], [1.0, 5.0], [0.0, 9.0]])
     widths = tie_widths(X)
-    assert torch.equal(widths[:, 0], torch.ones(5))
-    # 2 occurs once (no bin); 3 and 5 are repeated, each 2 away from its nearest other value
-    assert torch.equal(widths[:, 1], torch.tensor([0.0, 1.0, 1.0, 2.0, 2.0]))
+    assert torch.equal(widths[:, 0], torch.ones(6))  # a balanced flag: exactly MAX_WIDTH sd
+    # 2 and 9 occur once (no bin); 3 and 5 are repeated, each 2 away from its nearest other value
+    assert torch.equal(widths[:, 1], torch.tensor([0.0, 1.0, 1.0, 2.0, 2.0, 0.0]))
+
+
+def test_the_mode_of_a_nearly_constant_column_keeps_a_narrow_bin():
+    column = torch.zeros(100, 1, dtype=torch.float64)
+    column[0] = 1.0  # one rare value, 1 away from the mode but 10 standard deviations
+    widths = tie_widths(column)
+    assert widths[0, 0] == 0.0
+    cap = MAX_WIDTH * column.std(correction=0)
+    torch.testing.assert_close(widths[1:, 0], torch.full((99,), float(cap), dtype=torch.float64))
 
 
 def test_values_seen_once_and_constant_columns_get_no_noise():
@@ -47,6 +56,14 @@ def test_the_noise_keeps_every_value_inside_its_own_bin(values, seed):
         nearest = distinct[(noisy[:, column, None] - distinct).abs().argmin(dim=1)]
         assert torch.equal(nearest, X[:, column])  # no value crosses into a neighbour's bin
     assert torch.all((noisy - X).abs() <= widths / 2)
+
+
+@settings(max_examples=50, deadline=None)
+@given(small_integers)
+def test_no_bin_is_wider_than_the_cap(values):
+    X = torch.as_tensor(values, dtype=torch.float64)
+    cap = MAX_WIDTH * X.std(dim=0, correction=0)
+    assert torch.all(tie_widths(X) <= cap * (1 + 1e-12))
 
 
 @settings(max_examples=50, deadline=None)
