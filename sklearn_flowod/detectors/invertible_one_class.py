@@ -119,7 +119,9 @@ class InvertibleOneClassDetector(BaseINNDetector):
         On top of ``noise_std=0.05`` it had the higher mean AUROC and the
         best average rank on the development sets, ahead of the bins alone
         and of the bins with ``noise_std=0.1``
-        (``benchmarks/results/ablation_invertible_one_class_ties.md``).
+        (``benchmarks/results/ablation_invertible_one_class_ties.md``; with
+        the bins capped at ``MAX_WIDTH`` standard deviations:
+        ``ablation_invertible_one_class_tie_cap.md``).
     max_grad_norm : float or None, default=1.0
         Clip the gradient norm of every step; this prevents the rare blow-ups
         in which the push term throws every point out of the cube.
