@@ -86,7 +86,8 @@ def main(argv=None) -> pd.DataFrame:
     parser.add_argument(
         "--from-csv", action="store_true",
         help="run nothing: rebuild <name>.md from the rows already in <name>.csv, or, with "
-        "--include, write <name>.csv and <name>.md from the included files' rows",
+        "--include, write <name>.csv and <name>.md from the included files' rows (those of "
+        "--datasets and --detectors, where given)",
     )
     parser.add_argument(
         "--include", nargs="+", default=[], metavar="NAME",
@@ -102,6 +103,10 @@ def main(argv=None) -> pd.DataFrame:
         results = pd.concat([report.kept(pd.read_csv(args.out_dir / f"{name}.csv"))
                              for name in sources])
         results = results.drop_duplicates(["dataset", "detector", "seed"])
+        # --datasets and --detectors pick rows of those files (a page on some detectors)
+        for column, chosen in (("dataset", args.datasets), ("detector", args.detectors)):
+            if chosen:
+                results = results[results[column].isin(chosen)]
         if args.include:
             results.to_csv(args.out_dir / f"{args.name}.csv", index=False, float_format="%.6g")
         _write_tables(results, args.out_dir / f"{args.name}.md", header)

@@ -279,6 +279,16 @@ def test_the_quality_runner_merges_earlier_files_without_running_anything(tmp_pa
     assert "- rows from commits: abc1234 (2 rows)" in (tmp_path / "all.md").read_text()
 
 
+def test_a_page_on_some_detectors_takes_their_rows_of_a_larger_table(tmp_path):
+    from benchmarks import quality
+
+    (tmp_path / "all.csv").write_text(RESULT_CSV)
+    page = quality.main(["--from-csv", "--include", "all", "--name", "page", "--datasets", "a",
+                         "--detectors", "FlowDetector", "--out-dir", str(tmp_path)])
+    assert list(zip(page["dataset"], page["detector"], strict=True)) == [("a", "FlowDetector")]
+    assert "IsolationForest" not in (tmp_path / "page.md").read_text()
+
+
 def test_rows_kept_from_earlier_files_keep_their_commits_or_say_unknown():
     import io
 
