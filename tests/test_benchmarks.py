@@ -503,3 +503,27 @@ def test_the_neighbour_study_scores_with_one_fit_and_sums_standardised_scores(tm
     assert latent_neighbours.kth_distances(split.X_train, split.X_train, leave_out=True).min() > 0
     summary = (tmp_path / "nn.md").read_text().split("## Summary")[1].split("## AUROC")[0]
     assert "FlowDetector: score + kNN, input + kNN, latent" in summary
+
+
+def test_the_training_length_study_picks_each_rules_epoch_from_one_curve(tmp_path):
+    # `python -m benchmarks.training_length` on the synthetic table: one fixed-budget fit
+    # per detector, four rows (one per rule) whose epochs lie in the budget
+    from benchmarks import training_length
+
+    results = training_length.main(["InvertibleOneClassDetector", "--epochs", "3",
+                                    "--datasets", adbench.SYNTHETIC, "--seeds", "0",
+                                    "--name", "length", "--out-dir", str(tmp_path)])
+    assert list(results["rule"]) == training_length.RULES
+    assert results["epoch"].between(1, 3).all()
+    assert results["auroc"].max() == results.loc[results["rule"] == "best epoch in hindsight",
+                                                 "auroc"].item()
+    assert (tmp_path / "length.md").read_text().count("best epoch in hindsight") >= 2
+
+
+def test_the_training_length_early_stop_follows_patience_and_tolerance():
+    from benchmarks.training_length import _early_stop
+
+    # improvements smaller than tol do not count; patience ends the search
+    assert _early_stop([1.0, 0.9, 0.899, 0.898, 0.5], patience=2, tol=0.01) == 1
+    assert _early_stop([1.0, 0.9, 0.899, 0.898, 0.5], patience=3, tol=0.01) == 4
+    assert _early_stop([1.0, 0.9, 0.8], patience=5, tol=0.0) == 2
