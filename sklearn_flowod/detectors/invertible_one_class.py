@@ -160,7 +160,12 @@ class InvertibleOneClassDetector(BaseINNDetector):
         Checks of the held-out criterion (see Notes) (after every epoch, and every
         ``sklearn_flowod.training.VALIDATION_INTERVAL`` steps within longer
         epochs) without an improvement by ``tol`` before training stops with
-        the best check's weights; ``None`` never stops early.
+        the best check's weights; ``None`` never stops early. Stopping
+        sooner (a patience of 5) did not raise the mean AUROC on the
+        development sets, though the best epoch in hindsight often comes
+        before the criterion's last improvement
+        (``benchmarks/results/ablation_invertible_one_class_early_stop.md``,
+        ``training_length.md``).
     tol : float, default=3e-3
         Minimum decrease of the held-out criterion (the distance of the
         held-out codes to the uniform law on the cube, see Notes) that
