@@ -94,9 +94,7 @@ def main(argv=None) -> pd.DataFrame:
     parser.add_argument("detector", help="a detector class of sklearn_flowod")
     parser.add_argument("--settings", nargs="+", default=[], type=json.loads,
                         help="JSON objects of parameters ('{}': the defaults)")
-    parser.add_argument("--datasets", nargs="+", help="data set names (default: all)")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--data-dir", type=Path, default=adbench.DEFAULT_DATA_DIR)
+    adbench.add_split_arguments(parser)
     parser.add_argument("--contaminated", action="store_true",
                         help="also run every setting through the contaminated grid search")
     parser.add_argument("--name", required=True, help="stem of the result files")

@@ -9,6 +9,7 @@ set only.
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,3 +71,10 @@ def load_split(name: str, seed: int, data_dir: Path = DEFAULT_DATA_DIR) -> Split
         test = np.r_[normals, anomalies]
     scaler = StandardScaler().fit(X[train])
     return Split(name, seed, scaler.transform(X[train]), scaler.transform(X[test]), y[test])
+
+
+def add_split_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of a runner over these splits: ``--datasets``, ``--seeds``, ``--data-dir``."""
+    parser.add_argument("--datasets", nargs="+", help="data set names (default: all)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)

@@ -32,7 +32,6 @@ of ``quality.md`` on the same splits, with PyOD kNN's rank beside it.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -141,16 +140,13 @@ def _splits(args):
 def main(argv=None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("detector", help="an INN-based detector class of sklearn_flowod")
-    parser.add_argument("--datasets", nargs="+", help="data set names (default: all)")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--data-dir", type=Path, default=adbench.DEFAULT_DATA_DIR)
+    adbench.add_split_arguments(parser)
     parser.add_argument("--mixed-types", type=int, metavar="N_SAMPLES",
                         help="instead of ADBench: the transaction table of mixed_types.py")
     parser.add_argument("--name", required=True, help="stem of the result files")
     parser.add_argument("--out-dir", type=Path, default=quality.RESULTS_DIR)
     args = parser.parse_args(argv)
-    command = ("python -m benchmarks.latent_neighbours "
-               + " ".join(sys.argv[1:] if argv is None else argv))
+    command = report.command_line("latent_neighbours", argv)
     header = report.header(f"{args.detector} beside nearest-neighbour distances", command)
     rows = []
     for split in _splits(args):

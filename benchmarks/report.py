@@ -172,6 +172,11 @@ def _cpu() -> str:
     return platform.processor() or platform.machine()
 
 
+def command_line(module: str, argv=None) -> str:
+    """The command that ran ``benchmarks.<module>``, for :func:`header`."""
+    return f"python -m benchmarks.{module} " + " ".join(sys.argv[1:] if argv is None else argv)
+
+
 def header(title: str, command: str) -> str:
     """Run metadata: versions, commit, machine, date and the command.
 

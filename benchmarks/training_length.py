@@ -34,7 +34,6 @@ whole budget); ``<name>.md`` the summary and the per-data-set tables.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -164,16 +163,13 @@ def main(argv=None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("detectors", nargs="*", help="detector classes of sklearn_flowod")
     parser.add_argument("--epochs", type=int, default=50, help="the fixed training budget")
-    parser.add_argument("--datasets", nargs="+", help="data set names (default: all)")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--data-dir", type=Path, default=adbench.DEFAULT_DATA_DIR)
+    adbench.add_split_arguments(parser)
     parser.add_argument("--include", nargs="+", default=[],
                         help="stems of earlier result files in --out-dir to combine")
     parser.add_argument("--name", required=True, help="stem of the result files")
     parser.add_argument("--out-dir", type=Path, default=quality.RESULTS_DIR)
     args = parser.parse_args(argv)
-    command = ("python -m benchmarks.training_length "
-               + " ".join(sys.argv[1:] if argv is None else argv))
+    command = report.command_line("training_length", argv)
     header = report.header("Training length left to the held-out stopping", command)
     kept = [pd.read_csv(args.out_dir / f"{stem}.csv") for stem in args.include]
     rows: list[dict] = []
