@@ -15,9 +15,10 @@ fitted detector does. It records the held-out criterion the detector stops on
 and the test AUROC. From one curve come the AUROC of four rules of choosing
 the epoch, one row each:
 
-- ``early stopping``: what ``n_iter_no_change`` and ``tol`` (the defaults)
-  pick from the epoch-end checks (a default fit also checks within long
-  epochs);
+- ``early stopping``: the epoch the package's
+  :class:`~sklearn_flowod.callbacks.EarlyStopping`, with the defaults'
+  ``n_iter_no_change`` and ``tol``, keeps from the epoch-end checks (a default
+  fit also checks within long epochs);
 - ``criterion minimum``: the best held-out criterion over the whole budget;
 - ``last epoch``: the fixed budget;
 - ``best epoch in hindsight``: the epoch with the highest test AUROC, which
@@ -43,7 +44,7 @@ import torch
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 import sklearn_flowod
-from sklearn_flowod.callbacks import Callback
+from sklearn_flowod.callbacks import Callback, EarlyStopping
 from sklearn_flowod.detectors._inn import _codes
 from sklearn_flowod.neighbours import NeighbourScore
 
@@ -56,12 +57,18 @@ RULES = ["early stopping", "criterion minimum", "last epoch", "best epoch in hin
 
 
 class EpochProbe(Callback):
-    """After every epoch: the held-out criterion and the test scores of the network."""
+    """After every epoch: the held-out criterion, the test scores of the network, and
+    the epoch the detector's own early stopping (its ``n_iter_no_change`` and ``tol``
+    defaults, replayed on the epoch-end checks) would have kept."""
 
-    def __init__(self, detector, reference, X_test, X_train, X_val):
+    def __init__(self, detector, reference, X_test, X_train, X_val, stopping: EarlyStopping):
         self.detector, self.reference, self.X_test = detector, reference, X_test
         self.X_train, self.X_val = X_train, X_val
+        self.stopping, self.stopped_at = stopping, None
         self.criterion, self.scores = [], []
+
+    def on_train_begin(self, state) -> None:
+        self.stopping.on_train_begin(state)
 
     def on_check(self, state) -> None:
         if not state.epoch_ended:
@@ -70,18 +77,32 @@ class EpochProbe(Callback):
         module.eval()
         with torch.no_grad():
             detector._after_training(module, self.X_train, self.X_val)
-            n_neighbors = detector.n_neighbors or 5
-            neighbours = NeighbourScore(self.reference, _codes(module, self.reference),
-                                        n_neighbors)
-
-            def parts(rows, leave_out):
-                return neighbours.parts(detector._anomaly_score(module, rows), rows,
-                                        _codes(module, rows), leave_out)
-
-            neighbours.fit(parts(self.reference, True))
-            self.scores.append(neighbours.combine(parts(self.X_test, False)).numpy())
+            self.scores.append(self._scores(module).numpy())
         module.train()
         self.criterion.append(state.validation_loss)
+        # the replay sets ``state.history.best_epoch`` as in a default fit; it only
+        # records where that fit would have stopped (1-based), training goes on
+        if self.stopped_at is None and self.stopping.on_check(state):
+            self.stopped_at = state.history.best_epoch
+
+    def on_train_end(self, state) -> None:
+        if self.stopped_at is None:  # never stopped within the budget: its best check
+            self.stopped_at = state.history.best_epoch
+
+    def _scores(self, module) -> torch.Tensor:
+        """The detector's default score of the test rows with the network as it stands."""
+        detector = self.detector
+        if detector.n_neighbors is None:
+            return detector._anomaly_score(module, self.X_test)
+        neighbours = NeighbourScore(self.reference, _codes(module, self.reference),
+                                    detector.n_neighbors)
+
+        def parts(rows, leave_out):
+            return neighbours.parts(detector._anomaly_score(module, rows), rows,
+                                    _codes(module, rows), leave_out)
+
+        neighbours.fit(parts(self.reference, True))
+        return neighbours.combine(parts(self.X_test, False))
 
 
 def _probed(cls):
@@ -91,26 +112,15 @@ def _probed(cls):
         def _train(self, module, loss, X_train, X_val, generator, **options):
             reference, X_test = (self._to_model_input(rows, torch.float32)
                                  for rows in self._probe_rows)
-            probe = EpochProbe(self, reference, X_test, X_train, X_val)
+            defaults = type(self)()
+            probe = EpochProbe(self, reference, X_test, X_train, X_val,
+                               EarlyStopping(defaults.n_iter_no_change, defaults.tol))
             self.probe_ = probe
             options["callbacks"] = [probe, *options["callbacks"]]
             return super()._train(module, loss, X_train, X_val, generator, **options)
 
     Probed.__name__ = cls.__name__
     return Probed
-
-
-def _early_stop(criterion: list[float], patience: int, tol: float) -> int:
-    """The 0-based epoch :class:`~sklearn_flowod.callbacks.EarlyStopping` keeps."""
-    best, best_at, waited = np.inf, 0, 0
-    for epoch, loss in enumerate(criterion):
-        if loss < best - tol:
-            best, best_at, waited = loss, epoch, 0
-            continue
-        waited += 1
-        if waited >= patience:
-            break
-    return best_at
 
 
 def _subset(X: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
@@ -123,7 +133,6 @@ def _subset(X: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
 def curve_rows(name: str, split: adbench.Split, epochs: int) -> list[dict]:
     """One row per rule for detector ``name`` on ``split``."""
     cls = getattr(sklearn_flowod, name)
-    defaults = cls()
     detector = _probed(cls)(random_state=split.seed, max_epochs=epochs, n_iter_no_change=None)
     rng = np.random.RandomState(split.seed)
     reference = split.X_train[_subset(split.X_train, rng)]
@@ -135,7 +144,7 @@ def curve_rows(name: str, split: adbench.Split, epochs: int) -> list[dict]:
     probe, y = detector.probe_, split.y_test[test]
     auroc = np.array([roc_auc_score(y, s) for s in probe.scores])
     chosen = {
-        "early stopping": _early_stop(probe.criterion, defaults.n_iter_no_change, defaults.tol),
+        "early stopping": probe.stopped_at - 1,
         "criterion minimum": int(np.argmin(probe.criterion)),
         "last epoch": len(probe.scores) - 1,
         "best epoch in hindsight": int(np.argmax(auroc)),
@@ -172,6 +181,13 @@ def main(argv=None) -> pd.DataFrame:
     command = report.command_line("training_length", argv)
     header = report.header("Training length left to the held-out stopping", command)
     kept = [pd.read_csv(args.out_dir / f"{stem}.csv") for stem in args.include]
+
+    def write(rows: list[dict]) -> pd.DataFrame:
+        results = pd.concat([*kept, report.stamped(pd.DataFrame(rows))], ignore_index=True)
+        report.write_study(results, args.out_dir, args.name, header, args.seeds,
+                           _summary(results, args.epochs))
+        return results
+
     rows: list[dict] = []
     datasets = (args.datasets or adbench.available(args.data_dir)) if args.detectors else []
     for dataset in datasets:
@@ -182,14 +198,8 @@ def main(argv=None) -> pd.DataFrame:
                 print(f"{dataset:<24}seed {seed}  {name}: "
                       + " ".join(f"{r['rule']} {r['auroc']:.3f}@{r['epoch']}"
                                  for r in rows[-len(RULES):]), flush=True)
-        results = pd.concat([*kept, report.stamped(pd.DataFrame(rows))], ignore_index=True)
-        report.write_study(results, args.out_dir, args.name, header, args.seeds,
-                           _summary(results, args.epochs))
-    if not args.detectors:
-        results = pd.concat(kept, ignore_index=True)
-        report.write_study(results, args.out_dir, args.name, header, args.seeds,
-                           _summary(results, args.epochs))
-    return results
+        write(rows)  # after every data set: a stopped run keeps its rows
+    return write(rows)
 
 
 if __name__ == "__main__":

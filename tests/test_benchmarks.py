@@ -11,7 +11,12 @@ import torch
 from benchmarks import adbench
 from benchmarks.flops import count_flops
 from benchmarks.instrumented_fit import instrumented_fit
-from sklearn_flowod import ContrastiveFlowDetector, FlowDetector, LikelihoodRatioDetector
+from sklearn_flowod import (
+    ContrastiveFlowDetector,
+    FlowDetector,
+    InvertibleOneClassDetector,
+    LikelihoodRatioDetector,
+)
 
 SMALL = {"n_blocks": 2, "hidden_size": 16, "device": "cpu", "random_state": 0,
          "validation_fraction": None}
@@ -520,10 +525,15 @@ def test_the_training_length_study_picks_each_rules_epoch_from_one_curve(tmp_pat
     assert (tmp_path / "length.md").read_text().count("best epoch in hindsight") >= 2
 
 
-def test_the_training_length_early_stop_follows_patience_and_tolerance():
-    from benchmarks.training_length import _early_stop
+def test_the_training_length_early_stop_keeps_the_epoch_a_default_fit_keeps():
+    # the probe replays the package's EarlyStopping on its fixed-budget curve: the epoch
+    # it reports is the one a fit with the default patience and tolerance keeps
+    from benchmarks import training_length
 
-    # improvements smaller than tol do not count; patience ends the search
-    assert _early_stop([1.0, 0.9, 0.899, 0.898, 0.5], patience=2, tol=0.01) == 1
-    assert _early_stop([1.0, 0.9, 0.899, 0.898, 0.5], patience=3, tol=0.01) == 4
-    assert _early_stop([1.0, 0.9, 0.8], patience=5, tol=0.0) == 2
+    split = adbench.load_split(adbench.SYNTHETIC, 0)
+    rows = training_length.curve_rows("InvertibleOneClassDetector", split, epochs=24)
+    kept = {row["rule"]: row["epoch"] for row in rows}
+    default = InvertibleOneClassDetector(random_state=0, max_epochs=24).fit(split.X_train)
+    assert default.n_epochs_ < 24  # the default fit stopped early: the replay must too
+    assert kept["early stopping"] == default.best_epoch_
+    assert kept["last epoch"] == 24
