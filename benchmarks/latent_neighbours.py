@@ -37,10 +37,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from sklearn.metrics import average_precision_score, roc_auc_score
-from sklearn.neighbors import NearestNeighbors
 
 import sklearn_flowod
+from sklearn_flowod.neighbours import ExactNeighbours, robust_scale
 
 from . import adbench, mixed_types, quality, report
 
@@ -54,14 +55,17 @@ def _codes(module, batch):
 
 
 def kth_distances(reference: np.ndarray, X: np.ndarray, leave_out: bool = False) -> np.ndarray:
-    """Distance of every row of ``X`` to its k-th nearest row of ``reference``."""
-    search = NearestNeighbors(n_neighbors=N_NEIGHBORS + leave_out).fit(reference)
-    return search.kneighbors(X)[0][:, -1]
+    """Distance of every row of ``X`` to its k-th nearest row of ``reference``
+    (the package's search)."""
+    search = ExactNeighbours(torch.as_tensor(reference, dtype=torch.float64))
+    return search.kth_distance(torch.as_tensor(X, dtype=torch.float64), N_NEIGHBORS,
+                               leave_out).numpy()
 
 
 def _standardised(test: np.ndarray, train: np.ndarray) -> np.ndarray:
-    low, median, high = np.percentile(train, [25, 50, 75])
-    return (test - median) / max(high - low, np.finfo(float).eps)
+    """``test`` centred and scaled as the package's score standardises a part on ``train``."""
+    center, scale = robust_scale(torch.as_tensor(train, dtype=torch.float64)[:, None])
+    return (test - center.item()) / scale.item()
 
 
 def score_rows(name: str, split: adbench.Split) -> list[dict]:

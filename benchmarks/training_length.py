@@ -45,7 +45,6 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 import sklearn_flowod
 from sklearn_flowod.callbacks import Callback, EarlyStopping
-from sklearn_flowod.detectors._inn import _codes
 from sklearn_flowod.neighbours import NeighbourScore
 
 from . import adbench, quality, report
@@ -94,15 +93,14 @@ class EpochProbe(Callback):
         detector = self.detector
         if detector.n_neighbors is None:
             return detector._anomaly_score(module, self.X_test)
-        neighbours = NeighbourScore(self.reference, _codes(module, self.reference),
-                                    detector.n_neighbors)
+        # the package's neighbour score, fitted on the probe's reference rows (model space)
+        def apply(rows, fn):
+            return fn(module, torch.as_tensor(rows)).numpy()
 
-        def parts(rows, leave_out):
-            return neighbours.parts(detector._anomaly_score(module, rows), rows,
-                                    _codes(module, rows), leave_out)
-
-        neighbours.fit(parts(self.reference, True))
-        return neighbours.combine(parts(self.X_test, False))
+        neighbours, _ = NeighbourScore.fit(
+            self.reference.numpy(), detector.n_neighbors, seed=0, to_model=torch.as_tensor,
+            apply=apply, scored_codes=detector._scored_codes, owner=type(detector).__name__)
+        return neighbours.score_batch(detector._scored_codes)(module, self.X_test)
 
 
 def _probed(cls):

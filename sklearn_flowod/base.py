@@ -1,10 +1,55 @@
 """The shared detector base: validation, devices, seeding, thresholds,
 batched scoring and persistence.
 
-A concrete detector only says what its paper says: how to build its network
-(``_build_module``), its training loss (``_loss``) and its raw anomaly score
-(``_anomaly_score``), plus where its natural threshold lies
-(``_auto_offset``). Everything else lives here once.
+A concrete detector only says what its paper says: how to build its network,
+its training loss, its raw anomaly score and where its natural threshold
+lies. Everything else lives here once.
+
+Extension points: every method and class attribute of
+:class:`BaseDeepDetector` that a detector of the package overrides, with the
+classes that do (``tests/test_contract.py`` checks this list against the
+code). Nothing else is meant to be overridden.
+
+- ``_parameter_constraints`` (BaseINNDetector, ContrastiveFlowDetector,
+  DeepSVDDDetector, InvertibleOneClassDetector, LikelihoodRatioDetector):
+  the parameters and their valid values.
+- ``_module_config`` (BaseINNDetector, DeepSVDDDetector): the network's
+  hyperparameters, stored at fit.
+- ``_build_module`` (BaseINNDetector, DeepSVDDDetector): the untrained network.
+- ``_loss`` (ContrastiveFlowDetector, DeepSVDDDetector, FlowDetector,
+  InvertibleOneClassDetector, LikelihoodRatioDetector): the training loss.
+- ``_criterion`` (InvertibleOneClassDetector): the held-out criterion, when
+  it is not the loss.
+- ``_anomaly_score`` (BaseFlowDetector, DeepSVDDDetector,
+  InvertibleOneClassDetector, LikelihoodRatioDetector): the paper's raw score.
+- ``_auto_offset`` (BaseFlowDetector, DeepSVDDDetector,
+  InvertibleOneClassDetector, LikelihoodRatioDetector): ``offset_`` for
+  ``contamination="auto"``.
+- ``_use_fit_params`` (ContrastiveFlowDetector, LikelihoodRatioDetector):
+  extra data of ``fit`` (``X_aux``).
+- ``_fit_temporaries`` (ContrastiveFlowDetector, DeepSVDDDetector,
+  LikelihoodRatioDetector): attributes that live for one fit only.
+- ``_before_training`` (ContrastiveFlowDetector, DeepSVDDDetector) and
+  ``_after_training`` (DeepSVDDDetector, InvertibleOneClassDetector): steps
+  around the training loop.
+- ``_training_config`` (BaseINNDetector), ``_callbacks`` (BaseINNDetector,
+  DeepSVDDDetector) and ``_train`` (BaseINNDetector): the loop's settings.
+- ``_finish_module`` (BaseINNDetector) and ``_scoring_module``
+  (BaseINNDetector): the trained network as scoring keeps and evaluates it.
+- ``_input_divisor`` (InvertibleOneClassDetector) and ``_scoring_constants``
+  (BaseFlowDetector): class constants that scoring reads, kept per model.
+- ``_fit_scoring``, ``_score_batch``, ``_scoring_overhead``, ``_fit_offset``
+  and ``_device_state`` (BaseINNDetector): the default score beside the
+  network's, here the nearest-neighbour part of :mod:`sklearn_flowod.neighbours`:
+  fitted once the network is, its training rows' scores handed to the
+  threshold, nothing being kept on the detector between the two; what
+  ``anomaly_score`` returns for a batch, its cost per row, and its tensors,
+  which follow the model between devices.
+
+``anomaly_score``, ``score_samples``, ``decision_function``, ``predict``,
+``pvalues``, ``calibrate`` and ``set_false_alarm_rate`` all read the score
+of ``_score_batch``; ``explain`` attributes the network's own
+``_anomaly_score`` (its docstring says why).
 """
 
 from __future__ import annotations
@@ -98,7 +143,11 @@ class BaseDeepDetector(ModulePersistence, ExplanationMixin, ConformalMixin, Outl
         return self._anomaly_score(module, batch)
 
     def _scoring_overhead(self) -> tuple[int, float]:
-        """Bytes and multiply-adds per scored row beyond the network's (default: none)."""
+        """Bytes and multiply-adds per scored row beyond the network's (default: none).
+
+        The multiply-adds are taken to be in large matrix products (see
+        :func:`~sklearn_flowod._engine.threads.n_threads`).
+        """
         return 0, 0.0
 
     @abstractmethod
@@ -248,21 +297,25 @@ class BaseDeepDetector(ModulePersistence, ExplanationMixin, ConformalMixin, Outl
                 for name in self._fit_temporaries:
                     self.__dict__.pop(name, None)
         self._store_history(history)
-        self._prepare_scoring(split[0], seed)
+        train_scores = self._fit_scoring(split[0], seed)
         self._calibrate_on_validation(X, split[1])
-        self.offset_ = float(self._fit_offset(X))
+        self.offset_ = float(self._fit_offset(X, train_scores))
         return self
 
-    def _prepare_scoring(self, X_train: np.ndarray, seed: int) -> None:
-        """Set what scoring needs beside ``module_`` (default: nothing).
+    def _fit_scoring(self, X_train: np.ndarray, seed: int) -> np.ndarray | None:
+        """Fit what scoring needs beside ``module_`` (default: nothing).
 
         Called once the module is finished, with the training split (the
         validated rows the network was trained on, without the held-out ones).
+        Returns those rows' anomaly scores when scoring them differs from
+        scoring new rows (None otherwise), for :meth:`_fit_offset`.
         """
+        return None
 
-    def _fit_offset(self, X: np.ndarray) -> float:
+    def _fit_offset(self, X: np.ndarray, train_scores: np.ndarray | None) -> float:
         """``offset_`` from the fit rows ``X``: :meth:`_auto_offset` or the
-        ``contamination`` quantile of their normality scores."""
+        ``contamination`` quantile of their normality scores (``train_scores``
+        from :meth:`_fit_scoring` are for detectors that override this)."""
         if self.contamination == "auto":
             return self._auto_offset(X)
         # X is validated already: scoring it again through score_samples would
@@ -344,8 +397,8 @@ class BaseDeepDetector(ModulePersistence, ExplanationMixin, ConformalMixin, Outl
         extra_bytes, extra_macs = self._scoring_overhead()
         batch_size = scoring_rows(self.module_, X.shape[1], X.shape[0] * cost, self.device_,
                                   extra_row_bytes=extra_bytes * cost)
-        threads = n_threads(self.n_jobs,
-                            work_macs(self.module_, batch_size) + extra_macs * batch_size)
+        threads = n_threads(self.n_jobs, work_macs(self.module_, batch_size),
+                            product_macs=extra_macs * batch_size)
         batch_size = max(1, batch_size // cost)
         with torch_threads(threads), torch.inference_mode():
             for start in range(0, X.shape[0], batch_size):

@@ -235,3 +235,4 @@ def test_verbose_reports_progress(detector, blobs, capsys, caplog):
     clone(detector).set_params(verbose=1, max_epochs=2).fit(blobs[0])
     captured = capsys.readouterr()
     assert "epoch" in captured.err + caplog.text or "2/2" in captured.err
+

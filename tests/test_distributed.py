@@ -270,7 +270,7 @@ def test_scoring_a_dask_array_equals_local_scoring(client, fitted_pair, method):
     result = client.compute(scores).result(STEP_TIMEOUT)
     expected = getattr(detector, method)(X_new)
     assert result.dtype == expected.dtype
-    np.testing.assert_array_equal(result, expected)
+    _assert_same_scores(result, expected)
     if method == "predict":
         assert set(np.unique(result)) == {-1, 1}
 
@@ -284,14 +284,14 @@ def test_scoring_a_dask_dataframe_equals_local_scoring(client, fitted_pair, meth
     result = client.compute(scores).result(STEP_TIMEOUT)
     expected = getattr(detector, method)(frame)
     assert result.index.equals(frame.index)
-    np.testing.assert_array_equal(result.to_numpy(), expected)
+    _assert_same_scores(result.to_numpy(), expected)
 
 
 def test_empty_partitions_and_column_chunks_are_handled(client, fitted_pair):
     detector, detector_on_frame, X_new, columns = fitted_pair
     by_columns = da.from_array(X_new, chunks=(250, 1))
     result = client.compute(score_partitions(detector, by_columns)).result(STEP_TIMEOUT)
-    np.testing.assert_array_equal(result, detector.score_samples(X_new))
+    _assert_same_scores(result, detector.score_samples(X_new))
 
     frame = pd.DataFrame(X_new, columns=columns)
     filtered = dd.from_pandas(frame, npartitions=4)
@@ -301,7 +301,16 @@ def test_empty_partitions_and_column_chunks_are_handled(client, fitted_pair):
     result = client.compute(scores).result(STEP_TIMEOUT)
     expected = detector_on_frame.decision_function(frame.iloc[600:])
     assert result.index.equals(frame.index[600:])
-    np.testing.assert_array_equal(result.to_numpy(), expected)
+    _assert_same_scores(result.to_numpy(), expected)
+
+
+def _assert_same_scores(result, expected):
+    """Equal labels, and scores equal up to float64 rounding (docs/scaling_out.md): the
+    network's matrix products may take other kernels for other row counts."""
+    if np.issubdtype(expected.dtype, np.integer):
+        np.testing.assert_array_equal(result, expected)
+    else:
+        np.testing.assert_allclose(result, expected, rtol=1e-12, atol=1e-12)
 
 
 def test_scoring_helper_rejects_bad_input(fitted_pair):

@@ -17,7 +17,7 @@ from sklearn_flowod import (
     InvertibleOneClassDetector,
     LikelihoodRatioDetector,
 )
-from sklearn_flowod.neighbours import MAX_REFERENCE_ROWS, kth_distance
+from sklearn_flowod.neighbours import GROUP_SIZE, MAX_REFERENCE_ROWS, ExactNeighbours
 
 RNG = np.random.RandomState(0)
 X = RNG.normal(size=(300, 3))
@@ -34,10 +34,40 @@ def test_kth_distance_is_the_kth_neighbour_of_scikit_learn(reference, k):
     # integer-valued rows: many ties and zero distances, where a leave-out rule shows
     queries = reference[::2] + 0.5
     search = NearestNeighbors(n_neighbors=k + 1).fit(reference)
-    new = kth_distance(torch.as_tensor(queries), torch.as_tensor(reference), k).numpy()
+    index = ExactNeighbours(torch.as_tensor(reference))
+    new = index.kth_distance(torch.as_tensor(queries), k).numpy()
     np.testing.assert_allclose(new, search.kneighbors(queries, k)[0][:, -1], atol=1e-6)
-    loo = kth_distance(torch.as_tensor(reference), torch.as_tensor(reference), k, leave_out=True)
+    loo = index.kth_distance(torch.as_tensor(reference), k, leave_out=True)
     np.testing.assert_allclose(loo.numpy(), search.kneighbors(reference)[0][:, -1], atol=1e-6)
+
+
+@settings(max_examples=10, deadline=None)
+@given(n_reference=st.integers(GROUP_SIZE - 5, 5 * GROUP_SIZE + 7),
+       n_features=st.sampled_from([2, 30, 200]), k=st.integers(1, 8),
+       offset=st.sampled_from([0.0, 1e3]), seed=st.integers(0, 2**16))
+def test_the_float32_search_returns_float64_exact_distances(n_reference, n_features, k, offset,
+                                                            seed):
+    # correlated rows, some far from the origin (where float32 products lose digits),
+    # over group counts that do not divide the reference
+    rng = np.random.RandomState(seed)
+    mixing = rng.normal(size=(n_features, n_features)) / np.sqrt(n_features)
+    reference = rng.normal(size=(n_reference, n_features)) @ mixing + offset
+    queries = rng.normal(size=(300, n_features)) @ mixing * 1.5 + offset
+    # from coordinate differences: scikit-learn's |x|^2 + |y|^2 - 2 x.y loses digits far out
+    differences = queries[:, None, :] - reference[None, :, :]
+    squared = np.einsum("qrd,qrd->qr", differences, differences)
+    expected = np.sqrt(np.sort(squared, axis=1)[:, k - 1])
+    got = ExactNeighbours(torch.as_tensor(reference)).kth_distance(torch.as_tensor(queries), k)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-12)
+
+
+def test_a_distance_does_not_depend_on_the_rows_batched_with_it():
+    rng = np.random.RandomState(3)
+    index = ExactNeighbours(torch.as_tensor(rng.normal(size=(700, 30))))
+    queries = torch.as_tensor(rng.normal(size=(1500, 30)))
+    whole = index.kth_distance(queries, 5)
+    one_by_one = torch.cat([index.kth_distance(queries[i:i + 1], 5) for i in range(0, 1500, 7)])
+    np.testing.assert_array_equal(one_by_one.numpy(), whole[::7].numpy())
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +80,7 @@ def test_the_default_score_is_the_standardised_sum_of_the_three_parts(cls, fitte
     det = fitted[cls]
     paper = cls(max_epochs=3, random_state=0, n_neighbors=None).fit(X)
     neighbours = det.neighbours_
-    train_rows = neighbours.rows.numpy()
+    train_rows = neighbours.inputs.rows.numpy()
     assert train_rows.shape == (int(round(0.85 * X.shape[0])), X.shape[1])
     standardised = (X_NEW - det.mean_) / det.scale_
     search = NearestNeighbors(n_neighbors=5).fit(train_rows * det._input_divisor_)
@@ -63,7 +93,7 @@ def test_the_default_score_is_the_standardised_sum_of_the_three_parts(cls, fitte
     latent = combined - sum((parts[i] - center[i]) / scale[i] for i in parts)
     if cls is InvertibleOneClassDetector:
         codes = det.latent_codes(X_NEW) * det.latent_scale_
-        expected = NearestNeighbors(n_neighbors=5).fit(neighbours.codes.numpy()).kneighbors(
+        expected = NearestNeighbors(n_neighbors=5).fit(neighbours.codes.rows.numpy()).kneighbors(
             codes)[0][:, -1]
         np.testing.assert_allclose(latent, (expected - center[2]) / scale[2], rtol=1e-6,
                                    atol=1e-6)
@@ -73,7 +103,7 @@ def test_the_default_score_is_the_standardised_sum_of_the_three_parts(cls, fitte
 @pytest.mark.parametrize("cls", DETECTORS, ids=lambda c: c.__name__)
 def test_the_parts_are_standardised_by_the_reference_rows_left_out(cls, fitted):
     det = fitted[cls]
-    rows = det.neighbours_.rows.numpy()
+    rows = det.neighbours_.inputs.rows.numpy()
     loo = NearestNeighbors(n_neighbors=6).fit(rows).kneighbors(rows)[0][:, -1]
     q1, median, q3 = np.percentile(loo, [25, 50, 75])
     np.testing.assert_allclose(det.neighbours_.center[1].item(), median, rtol=1e-9)
@@ -99,7 +129,7 @@ def test_auto_threshold_flags_few_new_normal_rows_and_the_far_ones(cls, fitted):
 def test_the_reference_is_capped_and_scores_do_not_depend_on_batches():
     rows = np.random.RandomState(2).normal(size=(MAX_REFERENCE_ROWS + 50, 2))
     det = FlowDetector(max_epochs=1, validation_fraction=None, random_state=0).fit(rows)
-    assert det.neighbours_.rows.shape[0] == MAX_REFERENCE_ROWS
+    assert det.neighbours_.n_reference == MAX_REFERENCE_ROWS
     expected = det.anomaly_score(X_NEW[:, :2])
     with sklearn.config_context(working_memory=1):  # batches of a few rows
         np.testing.assert_allclose(det.anomaly_score(X_NEW[:, :2]), expected, rtol=1e-10)
@@ -109,11 +139,38 @@ def test_the_reference_is_capped_and_scores_do_not_depend_on_batches():
 def test_the_reference_rows_survive_pickling(cls, fitted):
     det = fitted[cls]
     loaded = pickle.loads(pickle.dumps(det))
-    assert loaded.neighbours_.rows.device.type == "cpu"
+    assert loaded.neighbours_.inputs.rows.device.type == "cpu"
     np.testing.assert_array_equal(loaded.anomaly_score(X_NEW), det.anomaly_score(X_NEW))
 
 
 def test_one_feature_and_few_rows_still_score():
-    det = FlowDetector(max_epochs=2, random_state=0).fit(X[:4, :1])
-    assert det.neighbours_.n_neighbors == 2  # fewer training rows than neighbours asked
+    # fewer training rows than neighbours asked: as LocalOutlierFactor, warn and record
+    with pytest.warns(UserWarning, match=r"n_neighbors=5 is not below the 3 reference rows of "
+                      r"FlowDetector: n_neighbors_=2 is used"):
+        det = FlowDetector(max_epochs=2, random_state=0).fit(X[:4, :1])
+    assert det.n_neighbors_ == 2 and det.n_neighbors == 5
     assert np.all(np.isfinite(det.anomaly_score(X_NEW[:, :1])))
+
+
+@pytest.mark.parametrize("cls", DETECTORS, ids=lambda c: c.__name__)
+def test_a_model_without_neighbours_holds_no_training_row(cls):
+    # sentinel rows with values no other row has: the default model keeps them (standardised,
+    # recoverable exactly with mean_ and scale_); with n_neighbors=None the pickle holds no
+    # training row, whole or standardised, and none of the sentinel values
+    rows = X.copy()
+    rows[:5] = 31415.9265 + np.arange(15).reshape(5, 3)
+    default = cls(max_epochs=2, random_state=0).fit(rows)
+    unit = default.scale_ * default._input_divisor_
+    stored = default.neighbours_.inputs.rows.numpy() * unit + default.mean_
+    recovered = [np.isclose(stored, row, rtol=1e-12, atol=1e-9).all(axis=1).any() for row in rows]
+    assert sum(recovered) == default.neighbours_.n_reference
+    bare = cls(max_epochs=2, random_state=0, n_neighbors=None).fit(rows)
+    assert bare.neighbours_ is None and bare.n_neighbors_ is None
+    blob = pickle.dumps(bare)
+    for row in rows:
+        for values in (row, (row - bare.mean_) / bare.scale_):
+            assert values.tobytes() not in blob
+            assert values.astype(np.float32).tobytes() not in blob
+    for value in rows[:5].ravel():
+        assert np.float64(value).tobytes() not in blob
+        assert np.float32(value).tobytes() not in blob

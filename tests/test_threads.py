@@ -56,9 +56,9 @@ def _thread_recording(base):
             self.fit_threads_.add(torch.get_num_threads())
             return super()._loss(module, batch, generator)
 
-        def _anomaly_score(self, module, batch):
+        def _score_batch(self, module, batch):
             self.score_threads_.add(torch.get_num_threads())
-            return super()._anomaly_score(module, batch)
+            return super()._score_batch(module, batch)
 
         def fit(self, X, y=None):
             self.fit_threads_, self.score_threads_ = set(), set()

@@ -29,6 +29,9 @@ from ..callbacks import Callback
 
 #: Multiply-adds per evaluated batch that one more thread is given for.
 MACS_PER_THREAD = 2**31
+#: The same for work done in a few large matrix products (the neighbour search
+#: of scoring): each parallel region is long, so threads pay off far sooner.
+PRODUCT_MACS_PER_THREAD = 2**26
 #: Multiply-adds per training step from which a CPU fit times its thread counts.
 PROBE_MACS = 2**26
 
@@ -42,7 +45,7 @@ def work_macs(module: torch.nn.Module, n_rows: int, passes: float = 1.0) -> floa
     return passes * n_rows * sum(p.numel() for p in module.parameters())
 
 
-def n_threads(n_jobs: int | None, macs: float) -> int:
+def n_threads(n_jobs: int | None, macs: float, product_macs: float = 0.0) -> int:
     """Threads for work of ``macs`` multiply-adds per batch.
 
     Parameters
@@ -53,7 +56,10 @@ def n_threads(n_jobs: int | None, macs: float) -> int:
         ``torch.get_num_threads()``); an int follows joblib's convention
         (-1: every processor).
     macs : float
-        Multiply-adds of one batch.
+        Multiply-adds of one batch in the network's many small operations.
+    product_macs : float, default=0.0
+        Multiply-adds of one batch in a few large matrix products, one more
+        thread per :data:`PRODUCT_MACS_PER_THREAD`.
 
     Returns
     -------
@@ -61,7 +67,8 @@ def n_threads(n_jobs: int | None, macs: float) -> int:
     """
     if n_jobs is not None:
         return effective_n_jobs(n_jobs)
-    return max(1, min(torch.get_num_threads(), int(macs // MACS_PER_THREAD)))
+    wanted = max(macs // MACS_PER_THREAD, product_macs // PRODUCT_MACS_PER_THREAD)
+    return max(1, min(torch.get_num_threads(), int(wanted)))
 
 
 @contextlib.contextmanager

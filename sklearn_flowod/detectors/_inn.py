@@ -14,7 +14,7 @@ from .._engine.folded import scoring_view
 from ..base import BaseDeepDetector
 from ..callbacks import Callback, CosineSchedule
 from ..dequantization import tie_widths
-from ..neighbours import MAX_REFERENCE_ROWS, NeighbourScore
+from ..neighbours import NeighbourScore
 from ..networks import build_inn, exact_inverse_permutations
 from ..training import TrainingConfig
 
@@ -96,63 +96,54 @@ class BaseINNDetector(BaseDeepDetector):
         return scoring_view(self.module_)
 
     # ------------------------------------------------------------------ #
-    # Nearest-neighbour distances beside the network's score
+    # The default score: the network's beside nearest-neighbour distances
     # ------------------------------------------------------------------ #
-    def _prepare_scoring(self, X_train: np.ndarray, seed: int) -> None:
-        """Keep the training rows (at most ``MAX_REFERENCE_ROWS``) and their codes
-        as neighbours, and standardise the three parts on them."""
+    def _scored_codes(self, module, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The raw anomaly score and the codes ``INN(x)`` of a model-space batch.
+
+        Two forward passes here; a detector whose score is read from the
+        codes computes both from one.
+        """
+        return self._anomaly_score(module, batch), module(batch, jac=False)[0]
+
+    def _fit_scoring(self, X_train: np.ndarray, seed: int) -> np.ndarray | None:
+        """With ``n_neighbors``: the :class:`~sklearn_flowod.neighbours.NeighbourScore`
+        of the training split, and its rows' leave-one-out scores."""
         self.neighbours_ = None
+        self.n_neighbors_ = None
         if self.n_neighbors is None:
-            return
-        keep = np.arange(X_train.shape[0])
-        if keep.size > MAX_REFERENCE_ROWS:
-            keep = np.sort(np.random.RandomState(seed).choice(keep, MAX_REFERENCE_ROWS,
-                                                              replace=False))
-        reference = X_train[keep]
-        codes = self._apply_in_batches(reference, _codes, validate=False)
-        self.neighbours_ = NeighbourScore(
-            self._to_model_input(reference, torch.float64),
-            torch.as_tensor(codes, device=self.device_), self.n_neighbors)
+            return None
+        self.neighbours_, train_scores = NeighbourScore.fit(
+            X_train, self.n_neighbors, seed,
+            to_model=self._reference_rows, apply=self._apply_fitted,
+            scored_codes=self._scored_codes, owner=type(self).__name__)
+        self.n_neighbors_ = self.neighbours_.n_neighbors
+        return train_scores
 
-        def parts(module, batch):  # the reference rows themselves: leave each one out
-            return self.neighbours_.parts(self._anomaly_score(module, batch), batch,
-                                          _codes(module, batch), leave_out=True)
+    def _reference_rows(self, X: np.ndarray) -> torch.Tensor:
+        return self._to_model_input(X, torch.float64)
 
-        reference_parts = torch.as_tensor(
-            self._apply_in_batches(reference, parts, validate=False), device=self.device_)
-        self.neighbours_.fit(reference_parts)
-        others = np.delete(X_train, keep, axis=0)
-        self._train_scores = np.concatenate([
-            self.neighbours_.combine(reference_parts).cpu().numpy(),
-            self._apply_in_batches(others, self._score_batch, validate=False)
-            if others.shape[0] else np.empty(0)])
+    def _apply_fitted(self, X: np.ndarray, fn) -> np.ndarray:
+        return self._apply_in_batches(X, fn, validate=False)
 
     def _score_batch(self, module, batch: torch.Tensor) -> torch.Tensor:
-        score = self._anomaly_score(module, batch)
-        neighbours = getattr(self, "neighbours_", None)
-        if neighbours is None:
-            return score
-        return neighbours.combine(neighbours.parts(score, batch, _codes(module, batch)))
+        if self.neighbours_ is None:
+            return self._anomaly_score(module, batch)
+        score, codes = self._scored_codes(module, batch)
+        return self.neighbours_(score, batch, codes)
 
     def _scoring_overhead(self) -> tuple[int, float]:
-        neighbours = getattr(self, "neighbours_", None)
-        if neighbours is None:
+        if getattr(self, "neighbours_", None) is None:
             return 0, 0.0
-        return neighbours.row_bytes(), neighbours.row_macs()
+        return self.neighbours_.row_bytes(), self.neighbours_.row_macs()
 
-    def _fit_offset(self, X: np.ndarray) -> float:
+    def _fit_offset(self, X: np.ndarray, train_scores: np.ndarray | None) -> float:
         """With neighbours and ``contamination="auto"``: Tukey's upper fence
         (Q3 + 1.5 IQR) of the fit rows' scores, each training row leaving itself
         out of its neighbours (as a new row would be scored)."""
-        train_scores = self.__dict__.pop("_train_scores", None)
         if train_scores is None or self.contamination != "auto":
-            return super()._fit_offset(X)
+            return super()._fit_offset(X, train_scores)
         held_out = self.calibration_scores_
         scores = train_scores if held_out is None else np.concatenate([train_scores, held_out])
         q1, q3 = np.percentile(scores, [25.0, 75.0])
         return -float(q3 + 1.5 * (q3 - q1))
-
-
-def _codes(module, batch: torch.Tensor) -> torch.Tensor:
-    """The network's codes ``INN(x)`` of a model-space batch."""
-    return module(batch, jac=False)[0]

@@ -109,7 +109,10 @@ class ContrastiveFlowDetector(BaseFlowDetector):
         codes, each of the three standardised by its median and
         interquartile range over the training rows (at most
         ``sklearn_flowod.neighbours.MAX_REFERENCE_ROWS`` of them, kept in
-        ``neighbours_``); see "Nearest neighbours" in the notes. ``None``
+        ``neighbours_``; a saved model holds these training rows, see "What a model
+        file holds" in the user guide); beyond the reference rows less one, a
+        warning and the last one (``n_neighbors_``). See "Nearest neighbours"
+        in the notes. ``None``
         scores with the negative log-likelihood alone.
     max_epochs : int or "auto", default="auto"
         Passes over the training data. ``"auto"``: until the held-out loss (eq. 3)
@@ -178,6 +181,10 @@ class ContrastiveFlowDetector(BaseFlowDetector):
         The reference rows, their codes and the medians and interquartile
         ranges of the three parts of the score; None when ``n_neighbors``
         is None.
+    n_neighbors_ : int or None
+        The neighbour whose distance the score takes (``n_neighbors``, or
+        fewer when the training split has too few rows); None when
+        ``n_neighbors`` is None.
     mean_, scale_ : ndarray of shape (n_features_in_,)
         Standardisation applied before the network (and to ``X_aux``).
     loss_curve_ : list of float

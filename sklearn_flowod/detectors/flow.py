@@ -59,6 +59,19 @@ class BaseFlowDetector(BaseINNDetector):
             return -(self._padded_marginal(module, batch) + self._input_space_correction())
         return -(flow_log_density(module, batch) + self._input_space_correction())
 
+    def _scored_codes(self, module, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``-log p(x)`` and the codes from one forward pass (1-D data: two)."""
+        if self.n_features_in_ == 1:
+            return super()._scored_codes(module, batch)
+        z, log_jac_det = with_min_rows(lambda rows: module(rows, jac=True), batch)
+        log_p = standard_normal_log_density(z) + log_jac_det + self._input_space_correction()
+        return self._with_general_score(-log_p, batch), z
+
+    def _with_general_score(self, negative_log_density: torch.Tensor,
+                            batch: torch.Tensor) -> torch.Tensor:
+        """The anomaly score from ``-log p(x)`` (the flows: itself)."""
+        return negative_log_density
+
     #: Gauss-Hermite nodes over the padding column of 1-D data (kept in the
     #: fitted state as ``_n_padding_nodes_``).
     _n_padding_nodes = 24
@@ -160,7 +173,10 @@ class FlowDetector(BaseFlowDetector):
         codes, each of the three standardised by its median and
         interquartile range over the training rows (at most
         ``sklearn_flowod.neighbours.MAX_REFERENCE_ROWS`` of them, kept in
-        ``neighbours_``); see "Nearest neighbours" in the notes. ``None``
+        ``neighbours_``; a saved model holds these training rows, see "What a model
+        file holds" in the user guide); beyond the reference rows less one, a
+        warning and the last one (``n_neighbors_``). See "Nearest neighbours"
+        in the notes. ``None``
         scores with the negative log-likelihood alone.
     max_epochs : int or "auto", default="auto"
         Passes over the training data. ``"auto"``: until the held-out negative log-likelihood
@@ -224,6 +240,10 @@ class FlowDetector(BaseFlowDetector):
         The reference rows, their codes and the medians and interquartile
         ranges of the three parts of the score; None when ``n_neighbors``
         is None.
+    n_neighbors_ : int or None
+        The neighbour whose distance the score takes (``n_neighbors``, or
+        fewer when the training split has too few rows); None when
+        ``n_neighbors`` is None.
     mean_, scale_ : ndarray of shape (n_features_in_,)
         Standardisation applied before the network.
     loss_curve_ : list of float

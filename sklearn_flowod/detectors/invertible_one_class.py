@@ -139,7 +139,10 @@ class InvertibleOneClassDetector(BaseINNDetector):
         codes, each of the three standardised by its median and
         interquartile range over the training rows (at most
         ``sklearn_flowod.neighbours.MAX_REFERENCE_ROWS`` of them, kept in
-        ``neighbours_``); see "Nearest neighbours" in the notes. ``None``
+        ``neighbours_``; a saved model holds these training rows, see "What a model
+        file holds" in the user guide); beyond the reference rows less one, a
+        warning and the last one (``n_neighbors_``). See "Nearest neighbours"
+        in the notes. ``None``
         scores with the cube distance alone.
     max_epochs : int or "auto", default="auto"
         Passes over the training data. ``"auto"``: until the held-out criterion (see Notes)
@@ -216,6 +219,10 @@ class InvertibleOneClassDetector(BaseINNDetector):
         The reference rows, their codes and the medians and interquartile
         ranges of the three parts of the score; None when ``n_neighbors``
         is None.
+    n_neighbors_ : int or None
+        The neighbour whose distance the score takes (``n_neighbors``, or
+        fewer when the training split has too few rows); None when
+        ``n_neighbors`` is None.
     mean_, scale_ : ndarray of shape (n_features_in_,)
         Standardisation applied before the network.
     loss_curve_ : list of float
@@ -380,10 +387,15 @@ class InvertibleOneClassDetector(BaseINNDetector):
         return module(batch, jac=False)[0] / self.latent_scale_
 
     def _anomaly_score(self, module, batch):
-        z = self._latent(module, batch)
+        return self._scored_codes(module, batch)[0]
+
+    def _scored_codes(self, module, batch):
+        """The score is read from the codes: both from one forward pass."""
+        codes = module(batch, jac=False)[0]
+        z = codes / self.latent_scale_
         if self.latent_score == "pull":
-            return PULL_FUNCTIONS[self.pull](z)
-        return cube_distance(z)
+            return PULL_FUNCTIONS[self.pull](z), codes
+        return cube_distance(z), codes
 
     def _auto_offset(self, X: np.ndarray) -> float:
         """The cube's surface for the cube distance; Tukey's upper fence

@@ -108,7 +108,10 @@ class LikelihoodRatioDetector(BaseFlowDetector):
         codes, each of the three standardised by its median and
         interquartile range over the training rows (at most
         ``sklearn_flowod.neighbours.MAX_REFERENCE_ROWS`` of them, kept in
-        ``neighbours_``); see "Nearest neighbours" in the notes. ``None``
+        ``neighbours_``; a saved model holds these training rows, see "What a model
+        file holds" in the user guide); beyond the reference rows less one, a
+        warning and the last one (``n_neighbors_``). See "Nearest neighbours"
+        in the notes. ``None``
         scores with the likelihood ratio alone.
     max_epochs : int or "auto", default="auto"
         Passes over the training data. ``"auto"``: until the held-out likelihood of ``p_in``
@@ -179,6 +182,10 @@ class LikelihoodRatioDetector(BaseFlowDetector):
         The reference rows, their codes and the medians and interquartile
         ranges of the three parts of the score; None when ``n_neighbors``
         is None.
+    n_neighbors_ : int or None
+        The neighbour whose distance the score takes (``n_neighbors``, or
+        fewer when the training split has too few rows); None when
+        ``n_neighbors`` is None.
     mean_, scale_ : ndarray of shape (n_features_in_,)
         Standardisation applied before the in-distribution network.
     loss_curve_ : list of float
@@ -459,11 +466,13 @@ class LikelihoodRatioDetector(BaseFlowDetector):
 
     def _anomaly_score(self, module, batch):
         """``log p_g(x) - log p_in(x)``: the negative log-likelihood ratio."""
+        return self._with_general_score(self._negative_log_density(module, batch), batch)
+
+    def _with_general_score(self, negative_log_density, batch):
         general = self._general_flow()
         log_p_g = -general._negative_log_density(general._scoring_module(),
                                                  self._to_general_input(batch))
-        return log_p_g.to(device=batch.device, dtype=batch.dtype) + \
-            self._negative_log_density(module, batch)
+        return log_p_g.to(device=batch.device, dtype=batch.dtype) + negative_log_density
 
     def _auto_offset(self, X: np.ndarray) -> float:
         """The natural boundary: equal likelihood under both models."""
