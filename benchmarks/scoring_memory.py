@@ -1,12 +1,13 @@
 """Scoring throughput and peak memory of one detector, in a fresh process.
 
 Run by the speed benchmark as ``python -m benchmarks.scoring_memory
-DETECTOR ROWS FEATURES``; prints one JSON object. A fresh process holds
-nothing but this measurement.
+DETECTOR ROWS FEATURES [--train-rows N]``; prints one JSON object. A fresh
+process holds nothing but this measurement, and runs with the threads its
+environment gives torch.
 
 The detector (defaults, two epochs; a peer such as ``"PyOD KNN"`` with its
-defaults) is fitted on 10,000 standard normal rows. The rows to score are
-then written into one preallocated float32
+defaults) is fitted on ``--train-rows`` standard normal rows (10,000 by
+default). The rows to score are then written into one preallocated float32
 array, chunk by chunk, so that making them needs no full-size temporary; the
 resident memory just before scoring is the baseline; the kernel's peak
 record is restarted there, and the scoring's own peak is the peak resident
@@ -15,9 +16,9 @@ memory during scoring minus that baseline.
 
 from __future__ import annotations
 
+import argparse
 import json
 import resource
-import sys
 import time
 
 import numpy as np
@@ -53,7 +54,8 @@ def _peak_resident_bytes() -> int:
     raise OSError("no VmHWM in /proc/self/status")
 
 
-def measure(name: str, n_rows: int, n_features: int, seed: int = 0) -> dict:
+def measure(name: str, n_rows: int, n_features: int, seed: int = 0,
+            train_rows: int = _TRAIN_ROWS) -> dict:
     """Fit ``name`` briefly, then time its anomaly score on ``n_rows`` rows.
 
     ``flops_per_row``: the network's matmul FLOPs plus, with nearest
@@ -65,7 +67,7 @@ def measure(name: str, n_rows: int, n_features: int, seed: int = 0) -> dict:
     if package:
         detector.set_params(max_epochs=2, device="cpu")
     rng = np.random.default_rng(seed)
-    detector.fit(rng.standard_normal((_TRAIN_ROWS, n_features)))
+    detector.fit(rng.standard_normal((train_rows, n_features)))
     X = np.empty((n_rows, n_features), dtype=np.float32)
     for start in range(0, n_rows, _FILL_CHUNK):
         stop = min(start + _FILL_CHUNK, n_rows)
@@ -89,6 +91,7 @@ def measure(name: str, n_rows: int, n_features: int, seed: int = 0) -> dict:
         "detector": name,
         "rows": n_rows,
         "features": n_features,
+        "train_rows": train_rows,
         "score_s": seconds,
         "rows_per_s": n_rows / seconds,
         "flops_per_row": flops,
@@ -102,5 +105,11 @@ def measure(name: str, n_rows: int, n_features: int, seed: int = 0) -> dict:
 
 
 if __name__ == "__main__":
-    name, rows, features = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    print(json.dumps(measure(name, rows, features)))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("detector")
+    parser.add_argument("rows", type=int)
+    parser.add_argument("features", type=int)
+    parser.add_argument("--train-rows", type=int, default=_TRAIN_ROWS)
+    args = parser.parse_args()
+    print(json.dumps(measure(args.detector, args.rows, args.features,
+                             train_rows=args.train_rows)))

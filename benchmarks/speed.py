@@ -32,11 +32,13 @@ Sections:
   their training rows per second, the time ratio that of their times to the
   reference's converged AUROC.
 * ``large_table``: the flows' default fit on a 280,000 x 30 fraud-like table.
-* ``scoring``: rows per second, matmul FLOPs per row (MFU against a float64
-  matmul rate measured beside each measurement) and peak memory of
-  the anomaly score on 1e5 and 1e6 rows (30 features), each in a fresh
-  process (:mod:`benchmarks.scoring_memory`), beside PyOD's kNN on the same
-  rows, and the reference loop's float32 scoring rate.
+* ``scoring``: rows per second of every detector's anomaly score beside PyOD's
+  kNN and IsolationForest on the same rows, at 30 features (10,000 training
+  rows, 1e6 rows scored) and 512 features (5,000 training rows, 2e5 rows),
+  each in a fresh process with torch's default threads
+  (:mod:`benchmarks.scoring_memory`); the peak memory of scoring 1e7 rows;
+  matmul FLOPs per row (MFU against a float64 matmul rate measured beside
+  each measurement), and the reference loop's float32 scoring rate.
 * ``pyod``: PyOD's DeepSVDD and AutoEncoder fit throughput at the same epochs.
 * ``distributed``: scoring 1e7 rows with ``score_partitions`` on a local Dask
   cluster against in-process (:mod:`benchmarks.distributed_scoring`).
@@ -93,8 +95,11 @@ FULL = {
     "convergence_rows": 20_000,
     "convergence_epochs": 100,
     "large_rows": 280_000,
-    # the INN detectors' neighbour distances make 1e7 rows take tens of minutes
-    "scoring_rows": [100_000, 1_000_000],
+    # (training rows, rows scored, features): every detector and peer
+    "scoring": [(10_000, [1_000_000], 30), (5_000, [200_000], 512)],
+    # (detector, training rows, rows scored, features): the memory of 1e7 rows
+    "scoring_memory": [("FlowDetector", 10_000, 10_000_000, 30),
+                       ("PyOD KNN", 10_000, 10_000_000, 30)],
     "distributed_rows": 10_000_000,
     "default_fit_datasets": DEFAULT_FIT_DATASETS,
     "default_fit_wide": WIDE_SHAPE,
@@ -108,7 +113,8 @@ QUICK = {
     "convergence_rows": 4_000,
     "convergence_epochs": 5,
     "large_rows": 20_000,
-    "scoring_rows": [10_000, 100_000],
+    "scoring": [(2_000, [20_000], 30), (1_000, [5_000], 64)],
+    "scoring_memory": [("FlowDetector", 2_000, 100_000, 30)],
     "distributed_rows": 1_000_000,
     "default_fit_datasets": QUICK_DEFAULT_FIT_DATASETS,
     "default_fit_wide": QUICK_WIDE_SHAPE,
@@ -326,29 +332,37 @@ def large_table(grid: dict, log) -> list[dict]:
     return rows
 
 
-#: The peer whose scoring is timed beside the package's (it, too, measures
-#: distances to the training rows).
-SCORING_PEER = "PyOD KNN"
+#: The peers whose scoring is timed beside the package's, in the same run.
+SCORING_PEERS = ["PyOD KNN", "IsolationForest"]
 
 
-def scoring(grid: dict, rates: dict, log) -> list[dict]:
+def scoring(grid: dict, rates: dict, user_threads: dict[str, str | None], log) -> list[dict]:
+    """Rows per second and peak memory of every detector's anomaly score.
+
+    Each measurement runs in a fresh process with the user's thread variables
+    (:func:`_user_environment`), so torch and the peers run with their default
+    threads, as a user's script would; see :mod:`benchmarks.scoring_memory`.
+    """
     rows = []
-    sizes = {name: grid["scoring_rows"] for name in registry.package_detectors()}
-    sizes[SCORING_PEER] = grid["scoring_rows"][:1]  # its tree search is the slowest
-    for name, rows_to_score in sizes.items():
-        for n in rows_to_score:
-            out, rate = _beside_matmul(lambda name=name, n=n: subprocess.run(
-                [sys.executable, "-m", "benchmarks.scoring_memory", name, str(n), "30"],
-                capture_output=True, text=True, check=True,
-                cwd=Path(__file__).resolve().parent.parent,
-            ), torch.float64)
-            result = json.loads(out.stdout.strip().splitlines()[-1])
-            flops_per_s = result["flops_per_row"] * result["rows_per_s"]
-            result.update(section="scoring", matmul_rate=rate, mfu=flops_per_s / rate,
-                          mfu_run_rate=flops_per_s / rates["float64"])
-            rows.append(result)
-            log(f"scoring {name} n={n}: {result['rows_per_s']:,.0f} rows/s, "
-                f"scoring peak {result['scoring_peak_bytes'] / 2**20:,.0f} MiB")
+    names = [*registry.package_detectors(), *SCORING_PEERS]
+    cells = [(name, train, n, d) for train, sizes, d in grid["scoring"] for n in sizes
+             for name in names]
+    cells += [(name, train, n, d) for name, train, n, d in grid["scoring_memory"]]
+    for name, train, n, d in cells:
+        out, rate = _beside_matmul(lambda name=name, n=n, d=d, train=train: subprocess.run(
+            [sys.executable, "-m", "benchmarks.scoring_memory", name, str(n), str(d),
+             "--train-rows", str(train)],
+            capture_output=True, text=True, check=True, env=_user_environment(user_threads),
+            cwd=Path(__file__).resolve().parent.parent,
+        ), torch.float64)
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        flops_per_s = result["flops_per_row"] * result["rows_per_s"]
+        result.update(section="scoring", matmul_rate=rate, mfu=flops_per_s / rate,
+                      mfu_run_rate=flops_per_s / rates["float64"])
+        rows.append(result)
+        log(f"scoring {name} d={d} train={train} n={n}: {result['rows_per_s']:,.0f} rows/s "
+            f"({result['torch_threads']} threads), scoring peak "
+            f"{result['scoring_peak_bytes'] / 2**20:,.0f} MiB")
     reference = reference_scoring_rate(30)
     rows.append({"section": "scoring", "detector": "reference FrEIA loop (float32)",
                  "rows": 200_000, "features": 30, "rows_per_s": reference})
@@ -507,29 +521,7 @@ def _tables(results: pd.DataFrame, rates: dict) -> str:
                   report.markdown_table(_counts_as_int(table), "{:.2f}"), ""]
     section = results[results["section"] == "scoring"]
     if len(section):
-        table = section.set_index(["detector", "rows"])[
-            ["rows_per_s", "flops_per_row", "mfu", "scoring_peak_bytes", "output_bytes"]
-        ].copy()
-        table["rows_per_s"] = table["rows_per_s"].map(_rows_per_s)
-        table["mfu"] = table["mfu"].map(lambda v: "" if pd.isna(v) else f"{v:.0%}")
-        for column in ["scoring_peak_bytes", "output_bytes"]:
-            table[column] = table[column] / 2**20
-        table = table.rename(columns={"scoring_peak_bytes": "scoring peak (MiB)",
-                                      "output_bytes": "output (MiB)"})
-        table.index = [f"{d}, {int(n):,} rows" for d, n in table.index]
-        parts += ["## Scoring: rows per second and memory (30 features)", "",
-                  "The anomaly score of float32 input in a fresh process, each detector "
-                  "fitted on 10,000 standard normal rows (the INN-based ones keep the "
-                  "training split, 8,500 rows, as neighbours; FLOPs per row include those "
-                  f"distances); {SCORING_PEER} scores the same rows with its defaults. "
-                  "Scoring peak: peak "
-                  "resident memory minus the resident memory just before scoring (input "
-                  "already in memory). The reference row scores in float32 with untrained "
-                  "weights; the detectors score in float64. MFU against the float64 matmul "
-                  "rate measured right before and right after each scoring process (the "
-                  "higher of the two); `speed.csv` also has it against the rate above "
-                  "(`mfu_run_rate`).", "",
-                  report.markdown_table(table, "{:,.0f}"), ""]
+        parts += _scoring_tables(section)
     section = results[results["section"] == "pyod"]
     if len(section):
         table = section.set_index("detector")[["rows", "features", "epochs", "samples_per_s"]]
@@ -550,6 +542,53 @@ def _tables(results: pd.DataFrame, rates: dict) -> str:
     if len(section):
         parts += _default_fit_tables(section)
     return "\n".join(parts)
+
+
+def _scoring_tables(section: pd.DataFrame) -> list[str]:
+    """Rows per second beside the peers, per table shape; then memory."""
+    measured = section[section["detector"] != "reference FrEIA loop (float32)"]
+    parts = ["## Scoring: rows per second beside kNN and IsolationForest", "",
+             "The anomaly score (default parameters; the package's detectors trained two "
+             "epochs, which does not change the cost of a row) of float32 standard normal "
+             "rows, in a fresh process per cell with torch's default threads (the user's "
+             "thread variables), fitted on the training rows given; the INN-based "
+             "detectors keep their training split (85% of those rows) as neighbours, "
+             f"PyOD KNN all of them. Relative: rows per second over {SCORING_PEERS[0]}'s "
+             "in the same column.", ""]
+    for (d, train, n), cell in measured.groupby(["features", "train_rows", "rows"]):
+        if cell["detector"].nunique() < 3:  # a memory-only cell
+            continue
+        rates = cell.set_index("detector")["rows_per_s"]
+        peer = rates.get(SCORING_PEERS[0], np.nan)
+        table = pd.DataFrame({"rows per second": rates.map(_rows_per_s),
+                              f"over {SCORING_PEERS[0]}": (rates / peer).map("{:.2f}".format),
+                              "threads": cell.set_index("detector")["torch_threads"]})
+        parts += [f"### {int(d)} features, {int(train):,} training rows, {int(n):,} rows scored",
+                  "", report.markdown_table(table), ""]
+    table = measured.set_index(["detector", "features", "rows"])[
+        ["rows_per_s", "flops_per_row", "mfu", "scoring_peak_bytes", "output_bytes"]].copy()
+    table["rows_per_s"] = table["rows_per_s"].map(_rows_per_s)
+    table["mfu"] = table["mfu"].map(lambda v: "" if pd.isna(v) else f"{v:.0%}")
+    for column in ["scoring_peak_bytes", "output_bytes"]:
+        table[column] = table[column] / 2**20
+    table = table.rename(columns={"scoring_peak_bytes": "scoring peak (MiB)",
+                                  "output_bytes": "output (MiB)"})
+    table.index = [f"{name}, d = {int(d)}, {int(n):,} rows" for name, d, n in table.index]
+    reference = section[section["detector"] == "reference FrEIA loop (float32)"]
+    parts += ["### Memory and FLOPs", "",
+              "Scoring peak: peak resident memory minus the resident memory just before "
+              "scoring (input already in memory; the output array is part of the peak). "
+              "FLOPs per row are the network's matmul FLOPs plus, with neighbours, the "
+              "float32 products of both searches; MFU against the float64 matmul rate "
+              "measured right before and right after each scoring process (the higher of "
+              "the two); `speed.csv` also has it against the rate above (`mfu_run_rate`).",
+              "", report.markdown_table(table, "{:,.0f}"), ""]
+    if len(reference):
+        parts += [f"A plain float32 FrEIA forward pass of the flow's network with untrained "
+                  f"weights (the reference loop) scores "
+                  f"{_rows_per_s(reference['rows_per_s'].iloc[0])} rows per second at 30 "
+                  "features on one thread.", ""]
+    return parts
 
 
 def _bounded(values: pd.Series, lower_bound: pd.Series, statistic: str) -> str:
@@ -757,7 +796,7 @@ def main(argv=None) -> pd.DataFrame:
         elif section == "large_table":
             rows += large_table(grid, log)
         elif section == "scoring":
-            rows += scoring(grid, rates, log)
+            rows += scoring(grid, rates, user_threads, log)
         elif section == "pyod":
             rows += pyod(grid, log)
         elif section == "default_fit":

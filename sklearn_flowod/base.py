@@ -38,12 +38,12 @@ code). Nothing else is meant to be overridden.
   (BaseINNDetector): the trained network as scoring keeps and evaluates it.
 - ``_input_divisor`` (InvertibleOneClassDetector) and ``_scoring_constants``
   (BaseFlowDetector): class constants that scoring reads, kept per model.
-- ``_fit_scoring``, ``_score_batch``, ``_scoring_overhead``, ``_fit_offset``
+- ``_fit_scoring``, ``_score_batch``, ``_scoring_row_bytes``, ``_fit_offset``
   and ``_device_state`` (BaseINNDetector): the default score beside the
   network's, here the nearest-neighbour part of :mod:`sklearn_flowod.neighbours`:
   fitted once the network is, its training rows' scores handed to the
   threshold, nothing being kept on the detector between the two; what
-  ``anomaly_score`` returns for a batch, its cost per row, and its tensors,
+  ``anomaly_score`` returns for a batch, its memory per row, and its tensors,
   which follow the model between devices.
 
 ``anomaly_score``, ``score_samples``, ``decision_function``, ``predict``,
@@ -142,13 +142,9 @@ class BaseDeepDetector(ModulePersistence, ExplanationMixin, ConformalMixin, Outl
         """What ``anomaly_score`` returns for a batch (default: ``_anomaly_score``)."""
         return self._anomaly_score(module, batch)
 
-    def _scoring_overhead(self) -> tuple[int, float]:
-        """Bytes and multiply-adds per scored row beyond the network's (default: none).
-
-        The multiply-adds are taken to be in large matrix products (see
-        :func:`~sklearn_flowod._engine.threads.n_threads`).
-        """
-        return 0, 0.0
+    def _scoring_row_bytes(self) -> int:
+        """Working bytes per scored row beyond the network's (default: none)."""
+        return 0
 
     @abstractmethod
     def _auto_offset(self, X: np.ndarray) -> float:
@@ -394,11 +390,9 @@ class BaseDeepDetector(ModulePersistence, ExplanationMixin, ConformalMixin, Outl
             X = self._validate_input(X, reset=False)
         out = None
         module = self._scoring_module()
-        extra_bytes, extra_macs = self._scoring_overhead()
         batch_size = scoring_rows(self.module_, X.shape[1], X.shape[0] * cost, self.device_,
-                                  extra_row_bytes=extra_bytes * cost)
-        threads = n_threads(self.n_jobs, work_macs(self.module_, batch_size),
-                            product_macs=extra_macs * batch_size)
+                                  extra_row_bytes=self._scoring_row_bytes() * cost)
+        threads = n_threads(self.n_jobs, work_macs(self.module_, batch_size))
         batch_size = max(1, batch_size // cost)
         with torch_threads(threads), torch.inference_mode():
             for start in range(0, X.shape[0], batch_size):
@@ -414,7 +408,12 @@ class BaseDeepDetector(ModulePersistence, ExplanationMixin, ConformalMixin, Outl
         """Raw anomaly score of the method; higher means more anomalous.
 
         This is PyOD's sign convention (``decision_function`` there). It equals
-        ``-score_samples(X)``.
+        ``-score_samples(X)``, and it is the score that ``decision_function``,
+        ``predict``, ``pvalues``, ``calibrate`` and ``set_false_alarm_rate``
+        read: for the detectors built on invertible networks with
+        ``n_neighbors`` set (the default), the network's score plus the
+        standardised nearest-neighbour distances (see ``n_neighbors``).
+        ``explain`` attributes the network's own score.
 
         Parameters
         ----------

@@ -1,5 +1,6 @@
 """The measuring tools of the speed benchmark and a smoke run of the quality runner."""
 
+import json
 import math
 import time
 
@@ -537,3 +538,43 @@ def test_the_training_length_early_stop_keeps_the_epoch_a_default_fit_keeps():
     assert default.n_epochs_ < 24  # the default fit stopped early: the replay must too
     assert kept["early stopping"] == default.best_epoch_
     assert kept["last epoch"] == 24
+
+
+def test_the_neighbour_search_study_finds_the_package_exact_and_writes_its_tables(tmp_path):
+    from benchmarks import neighbour_search
+
+    results = neighbour_search.main(["--quick", "--out-dir", str(tmp_path)])
+    package = results[results["engine"] == "package ExactNeighbours"]
+    assert len(package) == len(neighbour_search.QUICK)
+    assert (package["max_relative_error"] < 1e-12).all()
+    page = (tmp_path / "neighbour_search.md").read_text()
+    assert "scikit-learn brute (float64)" in page and "over scikit-learn" in page
+
+
+def test_the_scoring_cells_run_every_detector_beside_the_peers_with_default_threads(
+        monkeypatch):
+    from benchmarks import speed
+
+    calls = []
+
+    def fake_run(command, **options):
+        calls.append((command, options["env"]))
+        name, n, d = command[3], int(command[4]), int(command[5])
+        result = {"detector": name, "rows": n, "features": d, "train_rows": int(command[7]),
+                  "rows_per_s": 1.0, "flops_per_row": 1.0, "scoring_peak_bytes": 0,
+                  "output_bytes": 8 * n, "torch_threads": 2}
+
+        class Done:
+            stdout = json.dumps(result)
+        return Done()
+
+    monkeypatch.setattr(speed.subprocess, "run", fake_run)
+    monkeypatch.setattr(speed, "_beside_matmul", lambda measure, dtype: (measure(), 1.0))
+    monkeypatch.setattr(speed, "reference_scoring_rate", lambda d: 1.0)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    rows = speed.scoring(speed.QUICK, {"float64": 1.0}, {"OMP_NUM_THREADS": None}, print)
+    names = {row["detector"] for row in rows}
+    assert {"PyOD KNN", "IsolationForest", "FlowDetector"} <= names
+    assert all("OMP_NUM_THREADS" not in env for _, env in calls)  # the user's threads
+    text = "\n".join(speed._scoring_tables(pd.DataFrame(rows)))
+    assert "over PyOD KNN" in text
