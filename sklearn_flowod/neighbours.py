@@ -61,7 +61,10 @@ class ExactNeighbours:
     when the exact k-th distance of the candidates lies below every
     non-candidate's ranking less that bound, no other row can be nearer. A
     row that is not certified (rare: far outliers, near-ties across the
-    candidates' edge) is searched again in float64.
+    candidates' edge, rows whose k-th neighbour is duplicated more than
+    :data:`CANDIDATE_MARGIN` times in the reference) is searched again in
+    float64, at about half the speed. A call checks its rows once, so a GPU
+    waits for the device once per scored batch.
 
     Parameters
     ----------
@@ -104,17 +107,31 @@ class ExactNeighbours:
         (the row) is skipped, as PyOD's kNN scores its training rows.
         """
         k = min(k + leave_out, self.rows.shape[0])
-        out = torch.empty(X.shape[0], dtype=self.rows.dtype, device=X.device)
-        for start in range(0, X.shape[0], QUERY_BLOCK):
-            block = X[start:start + QUERY_BLOCK] - self._center
-            out[start:start + QUERY_BLOCK] = self._block_kth(block, k)
-        return out.sqrt()
+        n_candidates = min(k + CANDIDATE_MARGIN, self.rows.shape[0])
+        X = X - self._center
+        squared = torch.empty(X.shape[0], dtype=self.rows.dtype, device=X.device)
+        certified = torch.ones(X.shape[0], dtype=torch.bool, device=X.device)
+        block = self._query_block()
+        for start in range(0, X.shape[0], block):
+            rows = slice(start, start + block)
+            squared[rows], certified[rows] = self._block_kth(X[rows], k, n_candidates)
+        # one check per call (a device sync on a GPU): rows not certified, in float64
+        if not bool(certified.all()):
+            uncertain = ~certified
+            squared[uncertain] = self._float64_kth(X[uncertain], k, n_candidates)
+        return squared.sqrt()
 
-    def _block_kth(self, X: torch.Tensor, k: int) -> torch.Tensor:
-        """Squared k-th distances of a block of centred rows."""
+    def _query_block(self) -> int:
+        """Query rows per float32 product: on a CPU few enough that the ranking
+        stays in cache, on a GPU up to 2**24 ranking values."""
+        if self.rows.device.type == "cpu":
+            return QUERY_BLOCK
+        return max(QUERY_BLOCK, 2**24 // self._ranker.shape[0])
+
+    def _block_kth(self, X: torch.Tensor, k: int, n_candidates: int):
+        """Squared k-th distances of a block of centred rows, and which are certified."""
         n_rows, n_reference = X.shape[0], self.rows.shape[0]
         n_groups = self._ranker.shape[0] // GROUP_SIZE
-        n_candidates = min(k + CANDIDATE_MARGIN, n_reference)
         n_kept = min(n_candidates, n_groups)
         # |y|^2 - 2 x.y ranks the reference rows as |x - y|^2 does
         ones = torch.ones(n_rows, 1, dtype=X.dtype, device=X.device)
@@ -128,17 +145,14 @@ class ExactNeighbours:
             + best.indices % GROUP_SIZE
         kth = self._exact_kth(X, candidates.clamp_(max=n_reference - 1), k)
         if n_candidates == n_reference:
-            return kth
+            return kth, True
         # every other reference row ranks at least this (in float32)
         others = best.values.amax(dim=1)
         if n_groups > n_kept:
             others = torch.minimum(others, minima.values[:, n_kept])
         norms = X.square().sum(dim=1)
         bound = others.to(X.dtype) + norms - self._error * (norms + self._max_norm)
-        uncertain = ~(kth <= bound)
-        if bool(uncertain.any()):
-            kth[uncertain] = self._float64_kth(X[uncertain], k, n_candidates)
-        return kth
+        return kth, kth <= bound
 
     def _exact_kth(self, X: torch.Tensor, candidates: torch.Tensor, k: int) -> torch.Tensor:
         """The k-th smallest squared distance to the candidates, from coordinate differences."""

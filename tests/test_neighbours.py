@@ -174,3 +174,18 @@ def test_a_model_without_neighbours_holds_no_training_row(cls):
     for value in rows[:5].ravel():
         assert np.float64(value).tobytes() not in blob
         assert np.float32(value).tobytes() not in blob
+
+
+def test_rows_the_float32_ranking_cannot_certify_are_searched_again_exactly():
+    # every reference row repeated: the k-th and the next candidates tie, so no float32
+    # ranking can certify them, and far rows lose float32 digits; both still come out exact
+    rng = np.random.RandomState(4)
+    reference = np.repeat(rng.randint(-3, 4, size=(150, 6)).astype(float), 12, axis=0)
+    queries = np.vstack([reference[::40] + rng.normal(scale=1e-3, size=(45, 6)),
+                         rng.normal(size=(20, 6)) * 1e4])
+    differences = queries[:, None, :] - reference[None, :, :]
+    squared = np.einsum("qrd,qrd->qr", differences, differences)
+    for k in (1, 5):
+        got = ExactNeighbours(torch.as_tensor(reference)).kth_distance(torch.as_tensor(queries), k)
+        np.testing.assert_allclose(got.numpy(), np.sqrt(np.sort(squared, axis=1)[:, k - 1]),
+                                   rtol=1e-12)
