@@ -61,10 +61,10 @@ class ExactNeighbours:
     when the exact k-th distance of the candidates lies below every
     non-candidate's ranking less that bound, no other row can be nearer. A
     row that is not certified (rare: far outliers, near-ties across the
-    candidates' edge, rows whose k-th neighbour is duplicated more than
-    :data:`CANDIDATE_MARGIN` times in the reference) is searched again in
-    float64, at about half the speed. A call checks its rows once, so a GPU
-    waits for the device once per scored batch.
+    candidates' edge) is searched again in float64. Repeated reference rows
+    (discrete data) are searched once and counted as often as they occur. A
+    call checks its rows once, so a GPU waits for the device once per scored
+    batch.
 
     Parameters
     ----------
@@ -74,19 +74,21 @@ class ExactNeighbours:
 
     def __init__(self, rows: torch.Tensor):
         self.rows = rows
-        n_rows, n_features = rows.shape
+        # repeated rows are searched once and counted as often as they occur
+        unique, self._counts = torch.unique(rows, dim=0, return_counts=True)
+        n_rows, n_features = unique.shape
         self._center = rows.mean(dim=0)
-        centred = rows - self._center
+        self._centred = unique - self._center
         n_groups = -(-n_rows // GROUP_SIZE)
         padded = n_groups * GROUP_SIZE
         # one product gives the ranking |y|^2 - 2 x.y of [x, 1] against [-2 y, |y|^2];
         # padding rows rank far beyond any reference row and are never chosen
         self._ranker = torch.zeros(padded, n_features + 1, dtype=torch.float32,
                                    device=rows.device)
-        self._ranker[:n_rows, :-1] = -2.0 * centred
-        self._ranker[:n_rows, -1] = centred.square().sum(dim=1)
+        self._ranker[:n_rows, :-1] = -2.0 * self._centred
+        self._ranker[:n_rows, -1] = self._centred.square().sum(dim=1)
         self._ranker[n_rows:, -1] = torch.finfo(torch.float32).max / 4
-        self._norms64 = centred.square().sum(dim=1)
+        self._norms64 = self._centred.square().sum(dim=1)
         self._error = (n_features + 3) * 2.0 ** -24
         self._max_norm = 2.0 * float(self._norms64.max()) if n_rows else 0.0
 
@@ -107,7 +109,7 @@ class ExactNeighbours:
         (the row) is skipped, as PyOD's kNN scores its training rows.
         """
         k = min(k + leave_out, self.rows.shape[0])
-        n_candidates = min(k + CANDIDATE_MARGIN, self.rows.shape[0])
+        n_candidates = min(k + CANDIDATE_MARGIN, self._centred.shape[0])
         X = X - self._center
         squared = torch.empty(X.shape[0], dtype=self.rows.dtype, device=X.device)
         certified = torch.ones(X.shape[0], dtype=torch.bool, device=X.device)
@@ -130,7 +132,7 @@ class ExactNeighbours:
 
     def _block_kth(self, X: torch.Tensor, k: int, n_candidates: int):
         """Squared k-th distances of a block of centred rows, and which are certified."""
-        n_rows, n_reference = X.shape[0], self.rows.shape[0]
+        n_rows, n_reference = X.shape[0], self._centred.shape[0]
         n_groups = self._ranker.shape[0] // GROUP_SIZE
         n_kept = min(n_candidates, n_groups)
         # |y|^2 - 2 x.y ranks the reference rows as |x - y|^2 does
@@ -155,12 +157,15 @@ class ExactNeighbours:
         return kth, kth <= bound
 
     def _exact_kth(self, X: torch.Tensor, candidates: torch.Tensor, k: int) -> torch.Tensor:
-        """The k-th smallest squared distance to the candidates, from coordinate differences."""
-        rows = self.rows[candidates] - self._center
-        return (X[:, None, :] - rows).square().sum(dim=2).kthvalue(k, dim=1).values
+        """The k-th smallest squared distance to the candidates (each counted as often as
+        it occurs in the reference), from coordinate differences."""
+        squared = (X[:, None, :] - self._centred[candidates]).square().sum(dim=2)
+        squared, order = squared.sort(dim=1)
+        reached = self._counts[candidates].gather(1, order).cumsum(dim=1) >= k
+        return squared.gather(1, reached.int().argmax(dim=1, keepdim=True))[:, 0]
 
     def _float64_kth(self, X: torch.Tensor, k: int, n_candidates: int) -> torch.Tensor:
-        ranking = torch.addmm(self._norms64, X, (self.rows - self._center).T, alpha=-2.0)
+        ranking = torch.addmm(self._norms64, X, self._centred.T, alpha=-2.0)
         candidates = ranking.topk(n_candidates, dim=1, largest=False, sorted=False).indices
         return self._exact_kth(X, candidates, k)
 

@@ -176,16 +176,32 @@ def test_a_model_without_neighbours_holds_no_training_row(cls):
         assert np.float32(value).tobytes() not in blob
 
 
-def test_rows_the_float32_ranking_cannot_certify_are_searched_again_exactly():
-    # every reference row repeated: the k-th and the next candidates tie, so no float32
-    # ranking can certify them, and far rows lose float32 digits; both still come out exact
+def test_repeated_reference_rows_count_as_often_as_they_occur():
+    # discrete data: every reference row repeated; the k-th distance counts repeats
     rng = np.random.RandomState(4)
-    reference = np.repeat(rng.randint(-3, 4, size=(150, 6)).astype(float), 12, axis=0)
-    queries = np.vstack([reference[::40] + rng.normal(scale=1e-3, size=(45, 6)),
+    reference = np.repeat(rng.randint(-3, 4, size=(150, 6)).astype(float), 3, axis=0)
+    queries = np.vstack([reference[::40] + rng.normal(scale=1e-3, size=(12, 6)),
                          rng.normal(size=(20, 6)) * 1e4])
     differences = queries[:, None, :] - reference[None, :, :]
-    squared = np.einsum("qrd,qrd->qr", differences, differences)
-    for k in (1, 5):
-        got = ExactNeighbours(torch.as_tensor(reference)).kth_distance(torch.as_tensor(queries), k)
-        np.testing.assert_allclose(got.numpy(), np.sqrt(np.sort(squared, axis=1)[:, k - 1]),
-                                   rtol=1e-12)
+    squared = np.sort(np.einsum("qrd,qrd->qr", differences, differences), axis=1)
+    index = ExactNeighbours(torch.as_tensor(reference))
+    for k in (1, 3, 4, 5):
+        got = index.kth_distance(torch.as_tensor(queries), k)
+        np.testing.assert_allclose(got.numpy(), np.sqrt(squared[:, k - 1]), rtol=1e-12)
+    loo = index.kth_distance(torch.as_tensor(reference), 3, leave_out=True)
+    expected = NearestNeighbors(n_neighbors=4).fit(reference).kneighbors(reference)[0][:, -1]
+    np.testing.assert_allclose(loo.numpy(), expected, atol=1e-9)
+
+
+def test_rows_the_float32_ranking_cannot_certify_are_searched_again_exactly():
+    # every reference row at nearly the same distance from the queries, closer together
+    # than float32 rounding: no candidate set can be certified, the float64 search decides
+    rng = np.random.RandomState(5)
+    directions = rng.normal(size=(300, 6))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    reference = directions * (100 + rng.uniform(0, 1e-3, size=(300, 1)))
+    queries = rng.normal(scale=1e-4, size=(50, 6))
+    differences = queries[:, None, :] - reference[None, :, :]
+    squared = np.sort(np.einsum("qrd,qrd->qr", differences, differences), axis=1)
+    got = ExactNeighbours(torch.as_tensor(reference)).kth_distance(torch.as_tensor(queries), 5)
+    np.testing.assert_allclose(got.numpy(), np.sqrt(squared[:, 4]), rtol=1e-12)
