@@ -12,7 +12,9 @@ from ._device import loadable_device
 #: before would be loaded or scored differently by the installed code (its
 #: state's keys, or how ``_build_module`` turns ``_module_config_`` into a
 #: network); a pickle with a higher (unknown) format is refused.
-PERSISTENCE_FORMAT = 1
+#: 2: the nearest-neighbour score keeps its search in objects of its own (a
+#: format-1 model's ``neighbours_`` is converted on load).
+PERSISTENCE_FORMAT = 2
 _FORMAT_KEY = "_sklearn_flowod_format"
 _VERSION_KEY = "_sklearn_flowod_version"
 

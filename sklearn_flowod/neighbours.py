@@ -250,6 +250,12 @@ class NeighbourScore:
             apply(others, self.score_batch(scored_codes)) if others.shape[0] else np.empty(0)])
         return self, train_scores
 
+    def __setstate__(self, state: dict) -> None:
+        if "rows" in state:  # saved before the search had its own object (format 1)
+            state = {**state, "inputs": ExactNeighbours(state.pop("rows")),
+                     "codes": ExactNeighbours(state["codes"])}
+        self.__dict__.update(state)
+
     def to(self, device: torch.device | str) -> NeighbourScore:
         """A copy whose tensors live on ``device``."""
         copy = object.__new__(NeighbourScore)
@@ -307,6 +313,12 @@ def robust_scale(parts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     tiny = torch.finfo(parts.dtype).eps
     spread = torch.where(spread > tiny, spread, parts.std(dim=0))
     return center, torch.where(spread > tiny, spread, torch.ones_like(spread))
+
+
+def tukey_fence(scores: np.ndarray) -> float:
+    """Tukey's upper fence of anomaly scores, Q3 + 1.5 IQR: the default threshold."""
+    q1, q3 = np.percentile(scores, [25.0, 75.0])
+    return float(q3 + 1.5 * (q3 - q1))
 
 
 class _ScoredBatch:

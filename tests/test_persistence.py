@@ -1,5 +1,6 @@
 """What a pickled model keeps: its scoring constants, format, version and device."""
 
+import pickle
 import warnings
 
 import numpy as np
@@ -49,7 +50,8 @@ def test_scoring_reads_the_constants_of_the_fitted_state(flow_1d):
 
 
 def test_unknown_format_is_a_clear_error(flow_1d):
-    with pytest.raises(ValueError, match="persistence format 99.*upgrade sklearn_flowod"):
+    unknown = PERSISTENCE_FORMAT + 98
+    with pytest.raises(ValueError, match=f"persistence format {unknown}.*upgrade sklearn_flowod"):
         restored(flow_1d, _sklearn_flowod_format=PERSISTENCE_FORMAT + 98)
 
 
@@ -91,3 +93,18 @@ def test_cuda_without_cuda_falls_back_to_the_cpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.warns(UserWarning, match="CUDA is not available"):
         assert loadable_device(torch.device("cuda:1")) == torch.device("cpu")
+
+
+def test_a_default_model_saved_in_format_1_loads_and_scores_the_same():
+    from sklearn_flowod.neighbours import NeighbourScore
+
+    det = FlowDetector(**SMALL_BUDGET, random_state=0).fit(X)
+    neighbours = det.neighbours_
+    old = object.__new__(NeighbourScore)  # the format-1 layout of the neighbour score
+    old.__dict__ = {"rows": neighbours.inputs.rows, "codes": neighbours.codes.rows,
+                    "n_neighbors": neighbours.n_neighbors, "center": neighbours.center,
+                    "scale": neighbours.scale}
+    loaded = restored(det, _sklearn_flowod_format=1, n_neighbors_=None,
+                      neighbours_=pickle.loads(pickle.dumps(old)))
+    assert loaded.n_neighbors_ == det.n_neighbors_
+    np.testing.assert_array_equal(loaded.score_samples(X), det.score_samples(X))

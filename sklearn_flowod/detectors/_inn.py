@@ -15,7 +15,7 @@ from .._engine.threads import n_threads, torch_threads
 from ..base import BaseDeepDetector
 from ..callbacks import Callback, CosineSchedule
 from ..dequantization import tie_widths
-from ..neighbours import NeighbourScore
+from ..neighbours import NeighbourScore, tukey_fence
 from ..networks import build_inn, exact_inverse_permutations
 from ..training import TrainingConfig
 
@@ -149,5 +149,10 @@ class BaseINNDetector(BaseDeepDetector):
             return super()._fit_offset(X, train_scores)
         held_out = self.calibration_scores_
         scores = train_scores if held_out is None else np.concatenate([train_scores, held_out])
-        q1, q3 = np.percentile(scores, [25.0, 75.0])
-        return -float(q3 + 1.5 * (q3 - q1))
+        return -tukey_fence(scores)
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "neighbours_" in state and "n_neighbors_" not in state:  # saved in format 1
+            neighbours = self.neighbours_
+            self.n_neighbors_ = None if neighbours is None else neighbours.n_neighbors
