@@ -160,6 +160,8 @@ class ExactNeighbours:
         """The k-th smallest squared distance to the candidates (each counted as often as
         it occurs in the reference), from coordinate differences."""
         squared = (X[:, None, :] - self._centred[candidates]).square().sum(dim=2)
+        if self._centred.shape[0] == self.rows.shape[0]:  # no repeated rows
+            return squared.kthvalue(k, dim=1).values
         squared, order = squared.sort(dim=1)
         reached = self._counts[candidates].gather(1, order).cumsum(dim=1) >= k
         return squared.gather(1, reached.int().argmax(dim=1, keepdim=True))[:, 0]
