@@ -67,7 +67,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._device import resolve_device
 from ._engine.batches import scoring_rows
-from ._engine.threads import n_threads, thread_probes, torch_threads, work_macs
+from ._engine.threads import n_threads, product_macs, thread_probes, torch_threads, work_macs
 from ._input import check_rows, dense_rows, model_input
 from ._persistence import ModulePersistence
 from ._random import derive_seed
@@ -392,7 +392,8 @@ class BaseDeepDetector(ModulePersistence, ExplanationMixin, ConformalMixin, Outl
         module = self._scoring_module()
         batch_size = scoring_rows(self.module_, X.shape[1], X.shape[0] * cost, self.device_,
                                   extra_row_bytes=self._scoring_row_bytes() * cost)
-        threads = n_threads(self.n_jobs, work_macs(self.module_, batch_size))
+        threads = n_threads(self.n_jobs, work_macs(self.module_, batch_size),
+                            product_macs=product_macs(self.module_, batch_size))
         batch_size = max(1, batch_size // cost)
         with torch_threads(threads), torch.inference_mode():
             for start in range(0, X.shape[0], batch_size):

@@ -212,3 +212,19 @@ def test_n_jobs_does_not_change_the_model(caller_threads):
 def test_n_jobs_is_validated():
     with pytest.raises(ValueError, match="n_jobs"):
         FlowDetector(**SMALL_BUDGET, n_jobs="all").fit(X)
+
+
+@pytest.mark.skipif(CALLER_THREADS < 2, reason="needs two processors")
+def test_a_wide_network_scores_on_the_callers_threads(caller_threads):
+    # its mixing matrices times a scoring batch are long products: threads pay off
+    wide = np.random.RandomState(0).normal(size=(200, 256))
+    det = _thread_recording(FlowDetector)(max_epochs=1, n_blocks=2, n_neighbors=None,
+                                          random_state=0).fit(wide)
+    det.score_threads_.clear()
+    det.score_samples(np.tile(wide, (10, 1)))
+    assert det.score_threads_ == {caller_threads}
+    narrow = _thread_recording(FlowDetector)(**SMALL_BUDGET, n_neighbors=None,
+                                             random_state=0).fit(X)
+    narrow.score_threads_.clear()
+    narrow.score_samples(np.tile(X, (10, 1)))
+    assert narrow.score_threads_ == {1}

@@ -29,8 +29,9 @@ from ..callbacks import Callback
 
 #: Multiply-adds per evaluated batch that one more thread is given for.
 MACS_PER_THREAD = 2**31
-#: The same for work done in a few large matrix products (the neighbour search
-#: of scoring): each parallel region is long, so threads pay off far sooner.
+#: The same for work done in large matrix products (the neighbour search of
+#: scoring, the mixing matrices of a wide network on a scoring batch): each
+#: parallel region is long, so threads pay off far sooner.
 PRODUCT_MACS_PER_THREAD = 2**26
 #: Multiply-adds per training step from which a CPU fit times its thread counts.
 PROBE_MACS = 2**26
@@ -43,6 +44,13 @@ def work_macs(module: torch.nn.Module, n_rows: int, passes: float = 1.0) -> floa
     linear layers and the fixed mixing matrices dominate).
     """
     return passes * n_rows * sum(p.numel() for p in module.parameters())
+
+
+def product_macs(module: torch.nn.Module, n_rows: int) -> float:
+    """Multiply-adds of one evaluation of ``module`` on ``n_rows`` rows in products
+    of at least :data:`PRODUCT_MACS_PER_THREAD` each (its matrices times the rows)."""
+    sizes = (n_rows * p.numel() for p in module.parameters() if p.dim() >= 2)
+    return float(sum(size for size in sizes if size >= PRODUCT_MACS_PER_THREAD))
 
 
 def n_threads(n_jobs: int | None, macs: float, product_macs: float = 0.0) -> int:
