@@ -54,6 +54,7 @@ of ``_score_batch``; ``explain`` attributes the network's own
 
 from __future__ import annotations
 
+import warnings
 from abc import ABCMeta, abstractmethod
 from numbers import Integral, Real
 
@@ -82,6 +83,17 @@ AUTO_MAX_EPOCHS = 500
 AUTO_MAX_STEPS = 2_000
 #: At most this many rows are held out for the validation checks.
 MAX_VALIDATION_ROWS = 5_000
+
+
+def most_anomalous_if_not_finite(scores: np.ndarray, owner: str) -> np.ndarray:
+    """``scores`` with every NaN or infinite anomaly score set to ``+inf``, with a warning."""
+    broken = ~np.isfinite(scores)
+    if broken.any():
+        warnings.warn(f"{int(broken.sum())} of {scores.shape[0]} rows got a non-finite anomaly "
+                      f"score from {owner} (values beyond what its network can represent); "
+                      "they are scored +inf, the most anomalous.", UserWarning, stacklevel=3)
+        scores = np.where(broken, np.inf, scores)
+    return scores
 
 
 class BaseDeepDetector(ModulePersistence, ExplanationMixin, ConformalMixin, OutlierMixin,
@@ -424,8 +436,12 @@ class BaseDeepDetector(ModulePersistence, ExplanationMixin, ConformalMixin, Outl
         Returns
         -------
         scores : ndarray of shape (n_samples,)
+            A row whose score is not finite (NaN or infinite, e.g. after an
+            overflow on values near the float64 limit) gets ``+inf``, the
+            most anomalous score, with a ``UserWarning`` giving the count.
         """
-        return self._apply_in_batches(X, self._score_batch)
+        return most_anomalous_if_not_finite(self._apply_in_batches(X, self._score_batch),
+                                            type(self).__name__)
 
     def score_samples(self, X) -> np.ndarray:
         """Normality score; the lower, the more abnormal.

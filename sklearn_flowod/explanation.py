@@ -50,7 +50,8 @@ def score_drops(score, module, batch: torch.Tensor, values: torch.Tensor) -> tor
 
     def moved_scores(candidates: torch.Tensor) -> torch.Tensor:  # (..., n_features, k)
         rows = torch.where(moved, candidates[..., None], batch[:, None, None, :])
-        return score(module, rows.reshape(-1, n_columns)).reshape(n_rows, n_features, -1)
+        scores = score(module, rows.reshape(-1, n_columns)).reshape(n_rows, n_features, -1)
+        return torch.nan_to_num(scores, nan=torch.inf)  # not finite: the most anomalous
 
     grid = values.T.contiguous()  # (n_features, n_values)
     scores = moved_scores(grid[None])
@@ -68,7 +69,11 @@ def score_drops(score, module, batch: torch.Tensor, values: torch.Tensor) -> tor
         vertex = (v[..., 1] - step).clamp(v[..., 0], v[..., 2])
         vertex = vertex.where(distinct & (curvature > 0), v[..., 1])
         scores = torch.cat([scores, moved_scores(vertex[..., None])], dim=2)
-    return (score(module, batch)[:, None] - scores.amin(dim=2)).clamp_min(0.0)
+    # a non-finite score is the most anomalous: +inf; a feature whose move leaves it
+    # non-finite explains none of it, one whose move makes it finite explains all (+inf)
+    here = torch.nan_to_num(score(module, batch), nan=torch.inf)[:, None]
+    best = scores.amin(dim=2)
+    return torch.where(torch.isinf(best) & torch.isinf(here), 0.0, here - best).clamp_min(0.0)
 
 
 class ExplanationMixin:
@@ -101,7 +106,9 @@ class ExplanationMixin:
         -------
         attributions : ndarray or DataFrame of shape (n_samples, n_features)
             In the units of the method's own score (for the flows nats of
-            log-density). A DataFrame with ``X``'s
+            log-density). A row whose score is not finite (values beyond
+            what the network can represent) gets ``inf`` for every feature
+            whose move makes its score finite, 0 for the others. A DataFrame with ``X``'s
             columns and index when ``X`` is a DataFrame.
 
         Notes
