@@ -1,13 +1,20 @@
 """Contrastive-sample generators: transformers and batch samplers."""
 
 import numpy as np
+import pandas as pd
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklearn_flowod import FeaturePermutation, UniformBox
+from sklearn_flowod import (
+    ContrastiveFlowDetector,
+    FeaturePermutation,
+    LikelihoodRatioDetector,
+    UniformBox,
+)
 
 
 @parametrize_with_checks([FeaturePermutation(random_state=0), UniformBox(random_state=0)])
@@ -72,3 +79,29 @@ def test_uniform_box_fills_the_box():
     np.testing.assert_allclose(Y.mean(axis=0), [0.5, 0.0], atol=0.05)
     np.testing.assert_allclose(Y.min(axis=0), [-0.5, -2.0], atol=0.01)
     np.testing.assert_allclose(Y.max(axis=0), [1.5, 2.0], atol=0.01)
+
+
+@pytest.mark.parametrize("cls", [ContrastiveFlowDetector, LikelihoodRatioDetector],
+                         ids=lambda c: c.__name__)
+def test_errors_about_x_aux_name_x_aux_and_the_detector_called(cls):
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(60, 4))
+    det = cls(max_epochs=1, n_blocks=2, hidden_size=8, random_state=0)
+    with pytest.raises(ValueError, match=rf"X_aux has 3 features, but {cls.__name__} is "
+                                         "fitted on X with 4 features"):
+        det.fit(X, X_aux=rng.normal(size=(30, 3)))
+    with_nan = rng.normal(size=(30, 4))
+    with_nan[3, 1] = np.nan
+    with pytest.raises(ValueError, match="Input X_aux contains NaN"):
+        det.fit(X, X_aux=with_nan)
+    with pytest.raises(ValueError, match="X_aux's columns differ"):
+        det.fit(pd.DataFrame(X, columns=list("abcd")),
+                X_aux=pd.DataFrame(X[:30], columns=list("abdc")))
+
+
+def test_a_one_row_x_aux_for_the_likelihood_ratio_names_the_ratio():
+    rng = np.random.RandomState(0)
+    det = LikelihoodRatioDetector(max_epochs=1, n_blocks=2, hidden_size=8, random_state=0)
+    with pytest.raises(ValueError, match="X_aux has 1 row.*LikelihoodRatioDetector fits its "
+                                         "general flow on X_aux and needs at least 2"):
+        det.fit(rng.normal(size=(60, 4)), X_aux=rng.normal(size=(1, 4)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from sklearn.utils.validation import check_array
 
 from .._input import dense_rows
 
@@ -39,7 +40,7 @@ def check_aux_data(detector, X: np.ndarray, X_aux) -> np.ndarray:
         statistics, its mean or spread is on a very different scale (a
         routed ``X_aux`` is not transformed by earlier pipeline steps).
     """
-    X_aux = dense_rows(detector._validate_input(X_aux, reset=False))
+    X_aux = dense_rows(_validated(detector, X_aux))
     if X_aux.shape[0] == X.shape[0]:
         warnings.warn(
             "X_aux has as many rows as X: cross-validation (e.g. GridSearchCV) "
@@ -57,4 +58,20 @@ def check_aux_data(detector, X: np.ndarray, X_aux) -> np.ndarray:
             "X_aux is not transformed by the earlier steps: transform it like X, "
             "or use the `auxiliary` generator instead.",
             UserWarning, stacklevel=6)
+    return X_aux
+
+
+def _validated(detector, X_aux):
+    """``X_aux`` checked as scikit-learn checks ``X``, with errors naming ``X_aux``."""
+    name = type(detector).__name__
+    columns = getattr(X_aux, "columns", None)
+    X_aux = check_array(X_aux, accept_sparse="csr", dtype=[np.float64, np.float32],
+                        input_name="X_aux", estimator=detector, ensure_min_samples=1)
+    if X_aux.shape[1] != detector.n_features_in_:
+        raise ValueError(f"X_aux has {X_aux.shape[1]} features, but {name} is fitted on X "
+                         f"with {detector.n_features_in_} features: give X_aux the columns of X.")
+    names = getattr(detector, "feature_names_in_", None)
+    if columns is not None and names is not None and list(map(str, columns)) != list(names):
+        raise ValueError(f"X_aux's columns differ from those of X that {name} is fitted on: "
+                         "give X_aux the columns of X, in their order.")
     return X_aux

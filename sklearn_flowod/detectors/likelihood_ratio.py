@@ -390,6 +390,9 @@ class LikelihoodRatioDetector(BaseFlowDetector):
                                  f"features, but X has {X.shape[1]}.")
             self._check_feature_names(flow)
             return self.aux_model
+        if X_aux.shape[0] < 2:
+            raise ValueError(f"X_aux has {X_aux.shape[0]} row(s), but {type(self).__name__} "
+                             "fits its general flow on X_aux and needs at least 2.")
         if self.aux_model is None:
             own = self.get_params(deep=False)
             params = {k: own[k] for k in FlowDetector._get_param_names() if k in own}
