@@ -81,6 +81,9 @@ from .training import TrainingConfig, TrainingHistory, train_module
 #: training ends before, when the held-out loss stops improving.
 AUTO_MAX_EPOCHS = 500
 AUTO_MAX_STEPS = 2_000
+#: A column whose mean exceeds this many standard deviations loses its variation
+#: in float32 without standardisation (see ``_warn_float32_offsets``).
+FLOAT32_OFFSET_RATIO = 1e3
 #: At most this many rows are held out for the validation checks.
 MAX_VALIDATION_ROWS = 5_000
 
@@ -348,6 +351,28 @@ class BaseDeepDetector(ModulePersistence, ExplanationMixin, ConformalMixin, Outl
         scaler = StandardScaler(with_mean=self.standardize, with_std=self.standardize).fit(X)
         self.mean_ = scaler.mean_ if self.standardize else np.zeros(X.shape[1])
         self.scale_ = scaler.scale_ if self.standardize else np.ones(X.shape[1])
+        if not self.standardize:
+            self._warn_float32_offsets(X)
+
+    def _warn_float32_offsets(self, X: np.ndarray) -> None:
+        """Warn about columns whose offset leaves their variation few float32 bits.
+
+        The network trains in float32 (24 significant bits): a column whose
+        mean exceeds :data:`FLOAT32_OFFSET_RATIO` times its standard deviation
+        (a timestamp in seconds) keeps at most about 14 bits of its variation.
+        ``standardize=True`` centres it in float64 first.
+        """
+        center, spread = np.abs(X.mean(axis=0)), X.std(axis=0)
+        lossy = np.flatnonzero((spread > 0) & (center > FLOAT32_OFFSET_RATIO * spread))
+        if lossy.size:
+            names = getattr(self, "feature_names_in_", None)
+            shown = [str(names[i]) if names is not None else str(i) for i in lossy[:5]]
+            warnings.warn(
+                f"With standardize=False, {type(self).__name__} trains on column(s) "
+                f"{', '.join(shown)}{' ...' if lossy.size > 5 else ''} in float32, where their "
+                f"offset is over {FLOAT32_OFFSET_RATIO:g} times their spread and leaves their "
+                "variation few significant bits; standardize them first, or set "
+                "standardize=True.", UserWarning, stacklevel=4)
 
     def _split_validation(self, X: np.ndarray, seed: int):
         """Hold out ``validation_fraction`` of the rows, at least one and at most

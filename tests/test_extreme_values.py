@@ -1,4 +1,4 @@
-"""Rows whose values overflow a detector's network rank as the most anomalous."""
+"""Odd input: rows that overflow the network, columns that float32 cannot resolve."""
 
 import warnings
 
@@ -64,3 +64,18 @@ def test_the_overflowing_column_explains_a_non_finite_score():
             pytest.skip("this network keeps the row finite")
         attributions = det.explain(row)[0]
     assert np.isinf(attributions[1]) and np.isfinite(attributions[[0, 2]]).all()
+
+
+def test_unstandardised_columns_with_a_large_offset_warn():
+    from sklearn_flowod import FlowDetector
+
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(200, 3))
+    X[:, 1] = 1.7e9 + rng.uniform(0, 86_400, size=200)  # Unix seconds within one day
+    with pytest.warns(UserWarning, match=r"standardize=False, FlowDetector trains on "
+                                         r"column\(s\) 1 in float32"):
+        FlowDetector(max_epochs=1, standardize=False, random_state=0).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        FlowDetector(max_epochs=1, random_state=0).fit(X)
+        FlowDetector(max_epochs=1, standardize=False, random_state=0).fit(X[:, [0, 2]])
