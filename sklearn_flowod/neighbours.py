@@ -40,6 +40,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+from sklearn.utils._chunking import get_chunk_n_rows
 
 #: At most this many training rows are kept as neighbours (a random subset of
 #: the training split beyond it): scoring a row costs a distance to each.
@@ -124,11 +125,11 @@ class ExactNeighbours:
         return squared.sqrt()
 
     def _query_block(self) -> int:
-        """Query rows per float32 product: on a CPU few enough that the ranking
-        stays in cache, on a GPU up to 2**24 ranking values."""
-        if self.rows.device.type == "cpu":
-            return QUERY_BLOCK
-        return max(QUERY_BLOCK, 2**24 // self._ranker.shape[0])
+        """Query rows per float32 product: as many rankings as scikit-learn's
+        ``working_memory`` holds, on a CPU at most :data:`QUERY_BLOCK` (the
+        rankings then stay in cache)."""
+        rows = get_chunk_n_rows(row_bytes=4 * self._ranker.shape[0])
+        return min(rows, QUERY_BLOCK) if self.rows.device.type == "cpu" else rows
 
     def _block_kth(self, X: torch.Tensor, k: int, n_candidates: int):
         """Squared k-th distances of a block of centred rows, and which are certified."""
