@@ -148,6 +148,7 @@ def main(argv=None) -> pd.DataFrame:
         rows += measure(*shape, log=lambda message: print(message, flush=True))
     results = report.stamped(pd.DataFrame(rows))
     text = (header + report.provenance(results, "engine") + "\n"
+            + f"faiss-cpu: {report._version('faiss-cpu')}. "
             + f"The distance to the {K}th nearest reference row; rows per second in one "
             "process with torch's default threads; the error against exact distances "
             f"(coordinate differences, float64) on the first {CHECKED:,} queries.\n\n"
