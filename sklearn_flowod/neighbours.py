@@ -48,7 +48,7 @@ MAX_REFERENCE_ROWS = 10_000
 #: Reference rows per group of the candidate selection.
 GROUP_SIZE = 64
 #: Candidates beyond the k-th whose exact distance is computed.
-CANDIDATE_MARGIN = 3
+CANDIDATE_MARGIN = 2
 #: Query rows per block of the float32 product (its scores stay in cache).
 QUERY_BLOCK = 512
 
