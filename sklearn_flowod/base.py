@@ -38,12 +38,12 @@ code). Nothing else is meant to be overridden.
   (BaseINNDetector): the trained network as scoring keeps and evaluates it.
 - ``_input_divisor`` (InvertibleOneClassDetector) and ``_scoring_constants``
   (BaseFlowDetector): class constants that scoring reads, kept per model.
-- ``_fit_scoring``, ``_score_batch``, ``_scoring_row_bytes``, ``_fit_offset``
+- ``_fit_scoring``, ``_score_batch``, ``_scoring_overhead``, ``_fit_offset``
   and ``_device_state`` (BaseINNDetector): the default score beside the
   network's, here the nearest-neighbour part of :mod:`sklearn_flowod.neighbours`:
   fitted once the network is, its training rows' scores handed to the
   threshold, nothing being kept on the detector between the two; what
-  ``anomaly_score`` returns for a batch, its memory per row, and its tensors,
+  ``anomaly_score`` returns for a batch, its memory and work per row, and its tensors,
   which follow the model between devices.
 
 ``anomaly_score``, ``score_samples``, ``decision_function``, ``predict``,
@@ -157,9 +157,12 @@ class BaseDeepDetector(ModulePersistence, ExplanationMixin, ConformalMixin, Outl
         """What ``anomaly_score`` returns for a batch (default: ``_anomaly_score``)."""
         return self._anomaly_score(module, batch)
 
-    def _scoring_row_bytes(self) -> int:
-        """Working bytes per scored row beyond the network's (default: none)."""
-        return 0
+    def _scoring_overhead(self) -> tuple[int, float]:
+        """Working bytes and multiply-adds per scored row beyond the network's
+        (default: none); the multiply-adds are taken to be in large matrix
+        products, which get threads sooner (see
+        :func:`~sklearn_flowod._engine.threads.n_threads`)."""
+        return 0, 0.0
 
     @abstractmethod
     def _auto_offset(self, X: np.ndarray) -> float:
@@ -427,10 +430,12 @@ class BaseDeepDetector(ModulePersistence, ExplanationMixin, ConformalMixin, Outl
             X = self._validate_input(X, reset=False)
         out = None
         module = self._scoring_module()
+        extra_bytes, extra_macs = self._scoring_overhead()
         batch_size = scoring_rows(self.module_, X.shape[1], X.shape[0] * cost, self.device_,
-                                  extra_row_bytes=self._scoring_row_bytes() * cost)
+                                  extra_row_bytes=extra_bytes * cost)
+        products = product_macs(self.module_, batch_size) + extra_macs * batch_size
         threads = n_threads(self.n_jobs, work_macs(self.module_, batch_size),
-                            product_macs=product_macs(self.module_, batch_size))
+                            product_macs=products)
         batch_size = max(1, batch_size // cost)
         with torch_threads(threads), torch.inference_mode():
             for start in range(0, X.shape[0], batch_size):

@@ -11,7 +11,6 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._engine.coupling_pass import CouplingPass
 from .._engine.folded import scoring_view
-from .._engine.threads import n_threads, torch_threads
 from ..base import BaseDeepDetector
 from ..callbacks import Callback, CosineSchedule
 from ..dequantization import tie_widths
@@ -131,15 +130,12 @@ class BaseINNDetector(BaseDeepDetector):
         if self.neighbours_ is None:
             return self._anomaly_score(module, batch)
         score, codes = self._scored_codes(module, batch)
-        # the searches are a few long matrix products: threads of their own
-        macs = self.neighbours_.row_macs() * batch.shape[0]
-        with torch_threads(n_threads(self.n_jobs, 0.0, product_macs=macs)):
-            return self.neighbours_(score, batch, codes)
+        return self.neighbours_(score, batch, codes)
 
-    def _scoring_row_bytes(self) -> int:
+    def _scoring_overhead(self) -> tuple[int, float]:
         if getattr(self, "neighbours_", None) is None:
-            return 0
-        return self.neighbours_.row_bytes()
+            return 0, 0.0
+        return self.neighbours_.row_bytes(), self.neighbours_.row_macs()
 
     def _fit_offset(self, X: np.ndarray, train_scores: np.ndarray | None) -> float:
         """With neighbours and ``contamination="auto"``: Tukey's upper fence
