@@ -475,7 +475,7 @@ def _tables(results: pd.DataFrame, rates: dict) -> str:
         f"float32: {rates['float32'] / 1e9:.1f} GFLOP/s, float64: {rates['float64'] / 1e9:.1f} "
         f"GFLOP/s; torch threads: {rates['threads']} (2048 x 2048 products, best of "
         "several). Model-FLOP utilisation (MFU) = matmul FLOPs per row x rows per second / "
-        "this rate (float32 for training, float64 for scoring, the precision each runs in).",
+        "this rate (float32 for training, the precision it runs in).",
         "",
     ]
     section = results[results["section"] == "throughput"]
@@ -566,13 +566,13 @@ def _scoring_tables(section: pd.DataFrame) -> list[str]:
         peer = rates.get(SCORING_PEERS[0], np.nan)
         table = pd.DataFrame({"rows per second": rates.map(_rows_per_s),
                               f"over {SCORING_PEERS[0]}": (rates / peer).map("{:.2f}".format),
-                              "threads": cell.set_index("detector")["torch_threads"]})
+                              "threads": cell.set_index("detector")["torch_threads"].map(
+                                  "{:.0f}".format)})
         parts += [f"### {int(d)} features, {int(train):,} training rows, {int(n):,} rows scored",
                   "", report.markdown_table(table), ""]
     table = measured.set_index(["detector", "features", "rows"])[
-        ["rows_per_s", "flops_per_row", "mfu", "scoring_peak_bytes", "output_bytes"]].copy()
+        ["rows_per_s", "flops_per_row", "scoring_peak_bytes", "output_bytes"]].copy()
     table["rows_per_s"] = table["rows_per_s"].map(_rows_per_s)
-    table["mfu"] = table["mfu"].map(lambda v: "" if pd.isna(v) else f"{v:.0%}")
     for column in ["scoring_peak_bytes", "output_bytes"]:
         table[column] = table[column] / 2**20
     table = table.rename(columns={"scoring_peak_bytes": "scoring peak (MiB)",
@@ -582,10 +582,10 @@ def _scoring_tables(section: pd.DataFrame) -> list[str]:
     parts += ["### Memory and FLOPs", "",
               "Scoring peak: peak resident memory minus the resident memory just before "
               "scoring (input already in memory; the output array is part of the peak). "
-              "FLOPs per row are the network's matmul FLOPs plus, with neighbours, the "
-              "float32 products of both searches; MFU against the float64 matmul rate "
-              "measured right before and right after each scoring process (the higher of "
-              "the two); `speed.csv` also has it against the rate above (`mfu_run_rate`).",
+              "FLOPs per row are the network's float64 matmul FLOPs plus, with neighbours, "
+              "the float32 products of both searches. No utilisation is given: the cells run "
+              "on torch's default threads and in two precisions, while the matmul rates "
+              "above are those of one thread.",
               "", report.markdown_table(table, "{:,.0f}"), ""]
     if len(reference):
         parts += [f"A plain float32 FrEIA forward pass of the flow's network with untrained "
@@ -748,7 +748,8 @@ SECTIONS = ["throughput", "fit_time", "convergence", "large_table", "scoring", "
 def main(argv=None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a small grid")
-    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=SECTIONS)
+    parser.add_argument("--sections", nargs="*", choices=SECTIONS, default=SECTIONS,
+                        help="the sections to run (none, with --update: only rewrite the page)")
     parser.add_argument(
         "--update", action="store_true",
         help="keep the rows of the sections not run from the existing <name>.csv",
@@ -817,7 +818,11 @@ def main(argv=None) -> pd.DataFrame:
         kept = earlier[~matmul & ~earlier["section"].isin(args.sections)]
         results = pd.concat([earlier[matmul], results, kept], ignore_index=True)
     page += report.provenance(results, "section")
-    if earlier is not None:
+    if earlier is not None and not args.sections:
+        page += ("\nThis page was rewritten from `speed.csv` without measuring anything: the "
+                 "commit of each section's rows is listed above, and the torch threads, load "
+                 "and duration above are those of the rewrite.\n")
+    elif earlier is not None:
         page += ("\nSections " + ", ".join(sorted(set(kept["section"]))) + " and the matmul "
                  "rates are kept from an earlier run (see the git history of this file for "
                  "its header).\n")

@@ -578,3 +578,20 @@ def test_the_scoring_cells_run_every_detector_beside_the_peers_with_default_thre
     assert all("OMP_NUM_THREADS" not in env for _, env in calls)  # the user's threads
     text = "\n".join(speed._scoring_tables(pd.DataFrame(rows)))
     assert "over PyOD KNN" in text
+
+
+def test_the_speed_page_can_be_rewritten_from_its_csv_without_measuring(tmp_path):
+    from benchmarks import report, speed
+
+    rows = [{"section": "matmul", "detector": "", "dtype": dtype, "flops_per_s": 1e9,
+             "torch_threads": 1} for dtype in ("float32", "float64")]
+    rows += [{"section": "scoring", "detector": name, "rows": 100, "features": 30,
+              "train_rows": 50, "rows_per_s": rate, "flops_per_row": 1.0,
+              "scoring_peak_bytes": 0, "output_bytes": 800, "torch_threads": 2}
+             for name, rate in [("PyOD KNN", 10.0), ("IsolationForest", 20.0),
+                                ("FlowDetector", 30.0)]]
+    report.stamped(pd.DataFrame(rows)).to_csv(tmp_path / "speed.csv", index=False)
+    speed.main(["--update", "--sections", "--out-dir", str(tmp_path)])
+    page = (tmp_path / "speed.md").read_text()
+    assert "rewritten from `speed.csv` without measuring anything" in page
+    assert "| FlowDetector | 30 | 3.00 | 2 |" in page
