@@ -116,4 +116,3 @@ def test_views_of_any_layout_are_accepted(detector):
     np.testing.assert_allclose(det.score_samples(reversed_rows)[::-1], expected)
     np.testing.assert_allclose(det.score_samples(read_only), expected)
     np.testing.assert_allclose(det.score_samples(np.asfortranarray(X_GOOD)), expected)
-
