@@ -7,7 +7,7 @@ lies. Everything else lives here once.
 
 Extension points: every method and class attribute of
 :class:`BaseDeepDetector` that a detector of the package overrides, with the
-classes that do (``tests/test_contract.py`` checks this list against the
+classes that do (``tests/test_base.py`` checks this list against the
 code). Nothing else is meant to be overridden.
 
 - ``_parameter_constraints`` (BaseINNDetector, ContrastiveFlowDetector,

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from ..neighbours import tukey_fence
 from ._inn import BaseINNDetector
 
 
@@ -402,9 +403,7 @@ class InvertibleOneClassDetector(BaseINNDetector):
         (Q3 + 1.5 IQR) of the training scores for the pull."""
         if self.latent_score == "cube_distance":
             return 0.0
-        scores = self._apply_in_batches(X, self._anomaly_score, validate=False)
-        q1, q3 = np.percentile(scores, [25.0, 75.0])
-        return -float(q3 + 1.5 * (q3 - q1))
+        return -tukey_fence(self._apply_in_batches(X, self._anomaly_score, validate=False))
 
     def latent_codes(self, X) -> np.ndarray:
         """Map samples to the latent space, where inliers fill [-1, 1]^D.
