@@ -160,7 +160,9 @@ class ExactNeighbours:
     def _exact_kth(self, X: torch.Tensor, candidates: torch.Tensor, k: int) -> torch.Tensor:
         """The k-th smallest squared distance to the candidates (each counted as often as
         it occurs in the reference), from coordinate differences."""
-        squared = (X[:, None, :] - self._centred[candidates]).square().sum(dim=2)
+        # in place: one (rows x candidates x features) array instead of three
+        difference = self._centred[candidates]
+        squared = difference.sub_(X[:, None, :]).square_().sum(dim=2)
         if self._centred.shape[0] == self.rows.shape[0]:  # no repeated rows
             return squared.kthvalue(k, dim=1).values
         squared, order = squared.sort(dim=1)
