@@ -86,6 +86,11 @@ AUTO_MAX_STEPS = 2_000
 FLOAT32_OFFSET_RATIO = 1e3
 #: At most this many rows are held out for the validation checks.
 MAX_VALIDATION_ROWS = 5_000
+#: ``fit`` needs at least this many rows beside the held-out ones: the quartiles
+#: of the training rows' scores, which set the default threshold (and
+#: standardise the neighbour score's parts), are then order statistics that
+#: are not the extremes.
+MIN_TRAINING_ROWS = 5
 
 
 def most_anomalous_if_not_finite(scores: np.ndarray, owner: str) -> np.ndarray:
@@ -232,7 +237,10 @@ class BaseDeepDetector(ModulePersistence, ExplanationMixin, ConformalMixin, Outl
         if self.n_iter_no_change is not None:
             callbacks.append(EarlyStopping(self.n_iter_no_change, self.tol))
         if self.verbose:
-            callbacks.append(ProgressBar())
+            # the bar shows a total only when no held-out criterion can end training
+            stops_early = self.n_iter_no_change is not None and self.validation_fraction is not None
+            callbacks.append(ProgressBar(known_length=not stops_early,
+                                         fallback=type(self).__name__))
         return callbacks
 
     def _train(self, module, loss, X_train, X_val, generator, *, config=None,
@@ -258,6 +266,10 @@ class BaseDeepDetector(ModulePersistence, ExplanationMixin, ConformalMixin, Outl
             one-hot encoded columns) is densified here, since the network
             trains on a dense tensor: it needs the memory of the dense
             array. Scoring densifies sparse input one batch at a time.
+            At least :data:`MIN_TRAINING_ROWS` (5) rows must remain to train
+            on besides those ``validation_fraction`` holds out: 6 rows with
+            the default 0.15; fewer raise a ``ValueError`` that names the
+            minimum.
         y : Ignored
             Not used, present for API consistency by convention.
 
@@ -289,6 +301,7 @@ class BaseDeepDetector(ModulePersistence, ExplanationMixin, ConformalMixin, Outl
         self._fit_scaler(X)
         # a coupling needs two halves: 1-D data get a noise column (see _to_model_input)
         self._module_config_ = self._module_config(max(X.shape[1], 2))
+        self._check_enough_rows(X.shape[0])  # after the parameters' own checks
         module = self._build_module(self._module_config_, seed).to(self.device_)
         generator = torch.Generator(device=self.device_)
         generator.manual_seed(seed)
@@ -377,14 +390,32 @@ class BaseDeepDetector(ModulePersistence, ExplanationMixin, ConformalMixin, Outl
                 "variation few significant bits; standardize them first, or set "
                 "standardize=True.", UserWarning, stacklevel=4)
 
+    def _n_validation(self, n_rows: int) -> int:
+        """Rows held out of ``n_rows``: ``validation_fraction`` of them, at least
+        one and at most :data:`MAX_VALIDATION_ROWS` (none without a fraction)."""
+        if self.validation_fraction is None:
+            return 0
+        return min(max(1, int(round(self.validation_fraction * n_rows))), MAX_VALIDATION_ROWS)
+
+    def _check_enough_rows(self, n_rows: int) -> None:
+        """Refuse fewer rows than :data:`MIN_TRAINING_ROWS` to train on besides the
+        held-out ones."""
+        minimum = MIN_TRAINING_ROWS
+        while minimum - self._n_validation(minimum) < MIN_TRAINING_ROWS:
+            minimum += 1
+        if n_rows < minimum:
+            held_out = self._n_validation(minimum)
+            why = (f"{MIN_TRAINING_ROWS} to train on" if not held_out else
+                   f"{MIN_TRAINING_ROWS} to train on and {held_out} held out by "
+                   f"validation_fraction={self.validation_fraction}")
+            raise ValueError(f"n_samples={n_rows} is too few; {type(self).__name__} needs "
+                             f"at least {minimum} ({why}).")
+
     def _split_validation(self, X: np.ndarray, seed: int):
-        """Hold out ``validation_fraction`` of the rows, at least one and at most
-        :data:`MAX_VALIDATION_ROWS`, leaving at least one to train on."""
+        """Hold out :meth:`_n_validation` rows (validated: enough remain to train on)."""
         if self.validation_fraction is None:
             return X, None
-        n_val = min(max(1, int(round(self.validation_fraction * X.shape[0]))),
-                    MAX_VALIDATION_ROWS, X.shape[0] - 1)
-        return train_test_split(X, test_size=n_val, random_state=seed)
+        return train_test_split(X, test_size=self._n_validation(X.shape[0]), random_state=seed)
 
     def _to_model_input(self, X, dtype, generator=None) -> torch.Tensor:
         """Standardise rows of ``X`` on the device and pad 1-D data.

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import logging
 import math
+import time
 
 import torch
-
-logger = logging.getLogger("sklearn_flowod")
 
 
 def trainable_state(module) -> dict:
@@ -39,7 +37,8 @@ class Callback:
         """Called before every optimiser step."""
 
     def on_check(self, state) -> bool | None:
-        """Called after every epoch and validation check; True stops training."""
+        """Called after every epoch and validation check; True stops training (the
+        callback's ``stop_reason`` attribute, if any, says why in the verbose summary)."""
 
     def on_train_end(self, state) -> None:
         """Called once, after the last step."""
@@ -62,6 +61,12 @@ class EarlyStopping(Callback):
     def __init__(self, patience: int, tol: float = 0.0):
         self.patience = patience
         self.tol = tol
+
+    @property
+    def stop_reason(self) -> str:
+        """Why it stopped training, for the summary line of ``verbose``."""
+        return (f"the held-out loss (no improvement of at least {self.tol:g} in "
+                f"{self.patience} checks)")
 
     def on_train_begin(self, state) -> None:
         self.best_loss, self.best_weights, self.waited = math.inf, None, 0
@@ -95,7 +100,7 @@ class CosineSchedule(Callback):
 
 #: The name a :class:`ProgressBar` without its own ``description`` shows.
 _description = contextvars.ContextVar("sklearn_flowod_progress_description",
-                                      default="training")
+                                      default=None)
 
 
 @contextlib.contextmanager
@@ -115,32 +120,45 @@ def progress_description(description: str):
 
 
 class ProgressBar(Callback):
-    """A tqdm bar over the epochs, or, without tqdm, one INFO record per epoch.
+    """What ``verbose=1`` shows: one line per epoch, and one line on how training ended.
 
-    The records go to the ``"sklearn_flowod"`` logger; whether and where they
-    are shown is the application's logging configuration (the package adds no
-    handler and sets no level).
+    With tqdm installed, a bar over the epochs (on standard error, as tqdm
+    does) takes the place of the per-epoch lines; without it, each epoch
+    prints its losses to standard output, as scikit-learn's estimators do
+    with ``verbose``. Either way the fit ends with one line on standard
+    output: the epochs run, the epoch whose weights were kept, why training
+    stopped and how long it took. Nothing goes through :mod:`logging`.
 
     Parameters
     ----------
     description : str or None, default=None
-        The bar's label and the records' prefix. ``None`` takes the name set
-        by :func:`progress_description` around the fit, ``"training"`` by
-        default.
+        The label of the bar and of every line. ``None`` takes the name set
+        by :func:`progress_description` around the fit, else ``fallback``.
+    known_length : bool, default=False
+        Whether training runs its whole epoch budget (nothing stops it
+        early): only then does the bar show a total and a remaining time.
+    fallback : str, default="training"
+        The label when neither ``description`` nor a surrounding
+        :func:`progress_description` names the fit (the detectors pass
+        their class name).
     """
 
-    def __init__(self, description: str | None = None):
+    def __init__(self, description: str | None = None, known_length: bool = False,
+                 fallback: str = "training"):
         self.description = description
+        self.known_length = known_length
+        self.fallback = fallback
 
     def on_train_begin(self, state) -> None:
-        self.label = _description.get() if self.description is None else self.description
+        self.label = self.description or _description.get() or self.fallback
+        self.started = time.perf_counter()
         try:
             from tqdm.auto import tqdm
         except ImportError:
             self.bar = None
         else:
-            self.bar = tqdm(total=state.config.max_epochs, desc=self.label, unit="epoch",
-                            leave=False)
+            total = state.epoch_budget if self.known_length else None
+            self.bar = tqdm(total=total, desc=self.label, unit="epoch")
 
     def on_check(self, state) -> None:
         if not state.epoch_ended:
@@ -150,7 +168,7 @@ class ProgressBar(Callback):
         if state.validation_loss is not None:
             message += f", validation loss {state.validation_loss:.5g}"
         if self.bar is None:
-            logger.info("%s, epoch %d: %s", self.label, history.n_epochs, message)
+            print(f"{self.label}, epoch {history.n_epochs}: {message}", flush=True)
         else:
             self.bar.update(1)
             self.bar.set_postfix_str(message)
@@ -158,3 +176,7 @@ class ProgressBar(Callback):
     def on_train_end(self, state) -> None:
         if self.bar is not None:
             self.bar.close()
+        history = state.history
+        epochs = f"{history.n_epochs} epoch{'s' if history.n_epochs != 1 else ''}"
+        print(f"{self.label}: {epochs} in {time.perf_counter() - self.started:.3g} s, kept "
+              f"epoch {history.best_epoch}; stopped by {history.stop_reason}.", flush=True)

@@ -83,6 +83,9 @@ class TrainingHistory:
         Training rows that went into the optimisation steps.
     n_lr_reductions : int
         How often a diverged epoch was retried with a smaller step.
+    stop_reason : str
+        Why training ended: a callback's ``stop_reason`` (early stopping),
+        the epoch or step cap, or a divergence.
     """
 
     loss_curve: list[float] = field(default_factory=list)
@@ -92,6 +95,7 @@ class TrainingHistory:
     n_steps: int = 0
     n_samples_seen: int = 0
     n_lr_reductions: int = 0
+    stop_reason: str = ""
 
 
 @dataclass
@@ -104,6 +108,7 @@ class TrainingState:
     history: TrainingHistory
     learning_rate: float  # the base step, lowered after a divergence
     total_steps: int  # the step budget (``max_steps`` or ``max_epochs`` full epochs)
+    epoch_budget: int = 0  # the epochs that budget allows
     epoch: int = 0  # the current, 1-based epoch
     validation_loss: float | None = None  # of the latest check
 
@@ -171,10 +176,41 @@ def train_module(module: nn.Module, loss_fn: LossFn, X_train: torch.Tensor,
     optimizer = _adam(parameters, config.learning_rate, config.weight_decay)
     model = torch.compile(module) if config.compile else module
     history = TrainingHistory()
-    state = TrainingState(module, optimizer, config, history, config.learning_rate, max_steps)
+    state = TrainingState(module, optimizer, config, history, config.learning_rate, max_steps,
+                          epoch_budget=math.ceil(max_steps / steps_per_epoch))
     check = _validation(loss_fn if criterion is None else criterion, X_val, generator)
     for callback in callbacks:
         callback.on_train_begin(state)
+    try:
+        _run_epochs(state, loss_fn, model, X_train, generator, check, callbacks, parameters,
+                    noise_widths)
+    except TrainingDivergedError:
+        history.stop_reason = "a divergence (the loss stayed non-finite)"
+        _end(state, callbacks)
+        raise
+    if not history.stop_reason:
+        history.stop_reason = (f"the cap of {config.max_epochs} epochs"
+                               if history.n_epochs >= config.max_epochs
+                               else f"the cap of {max_steps} optimiser steps")
+    _end(state, callbacks)
+    module.eval()
+    return history
+
+
+def _end(state: TrainingState, callbacks: Sequence[Callback]) -> None:
+    """Tell the callbacks that training ended (the history names the kept epoch)."""
+    if not state.history.best_epoch:
+        state.history.best_epoch = state.history.n_epochs
+    for callback in callbacks:
+        callback.on_train_end(state)
+
+
+def _run_epochs(state: TrainingState, loss_fn: LossFn, model, X_train: torch.Tensor,
+                generator: torch.Generator, check, callbacks: Sequence[Callback], parameters,
+                noise_widths) -> None:
+    """The epochs of :func:`train_module`, until a callback or the step budget ends them."""
+    module, optimizer, config, history = state.module, state.optimizer, state.config, state.history
+    n_samples, batch_size, max_steps = X_train.shape[0], config.batch_size, state.total_steps
     stop = False
     while not stop and history.n_steps < max_steps:
         snapshot = trainable_state(module)
@@ -203,7 +239,7 @@ def train_module(module: nn.Module, loss_fn: LossFn, X_train: torch.Tensor,
             history.n_steps += 1
             last = start + batch_size >= n_samples or history.n_steps >= max_steps
             if not last:
-                if X_val is None or history.n_steps % VALIDATION_INTERVAL:
+                if check is None or history.n_steps % VALIDATION_INTERVAL:
                     continue
                 stop = _check(state, module, check, callbacks)
                 if not stop:
@@ -212,12 +248,6 @@ def train_module(module: nn.Module, loss_fn: LossFn, X_train: torch.Tensor,
             if _finished_epoch(state, snapshot, total, rows, parameters) and last:
                 stop = _check(state, module, check, callbacks)
             break
-    for callback in callbacks:
-        callback.on_train_end(state)
-    if not history.best_epoch:
-        history.best_epoch = history.n_epochs
-    module.eval()
-    return history
 
 
 def _finished_epoch(state: TrainingState, snapshot, total, rows, parameters) -> bool:
@@ -256,7 +286,11 @@ def _check(state: TrainingState, module, check, callbacks) -> bool:
         state.validation_loss = check(module)
         state.history.validation_loss_curve.append(state.validation_loss)
         module.train()
-    return any([bool(callback.on_check(state)) for callback in callbacks])
+    stopping = [callback for callback in callbacks if callback.on_check(state)]
+    if stopping:
+        state.history.stop_reason = getattr(stopping[0], "stop_reason",
+                                            type(stopping[0]).__name__)
+    return bool(stopping)
 
 
 def _adam(parameters: list[nn.Parameter], learning_rate: float,

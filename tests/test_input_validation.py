@@ -116,3 +116,32 @@ def test_views_of_any_layout_are_accepted(detector):
     np.testing.assert_allclose(det.score_samples(reversed_rows)[::-1], expected)
     np.testing.assert_allclose(det.score_samples(read_only), expected)
     np.testing.assert_allclose(det.score_samples(np.asfortranarray(X_GOOD)), expected)
+
+
+@pytest.mark.parametrize("n_rows", [2, 3, 5])
+def test_too_few_rows_to_fit_is_refused_with_the_minimum(detector, n_rows):
+    with pytest.raises(ValueError, match=(f"n_samples={n_rows} is too few; "
+                                          f"{type(detector).__name__} needs at least 6 "
+                                          r"\(5 to train on and 1 held out")):
+        clone(detector).fit(X_GOOD[:n_rows])
+
+
+@pytest.mark.parametrize("validation_fraction", [None, 0.15, 0.4])
+def test_the_stated_minimum_fits_without_a_library_warning(detector, validation_fraction):
+    # the minimum: MIN_TRAINING_ROWS rows left to train on beside the held-out ones
+    from sklearn_flowod.base import MIN_TRAINING_ROWS
+
+    est = clone(detector).set_params(validation_fraction=validation_fraction)
+    held_out = {None: 0, 0.15: 1, 0.4: 3}[validation_fraction]
+    minimum = MIN_TRAINING_ROWS + held_out
+    with pytest.raises(ValueError, match=f"needs at least {minimum} "):
+        clone(est).fit(X_GOOD[: minimum - 1])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est.fit(X_GOOD[:minimum])
+        labels = est.predict(X_GOOD)
+    # only the neighbour score's own warning: fewer reference rows than n_neighbors + 1
+    messages = [str(w.message) for w in caught]
+    assert all("n_neighbors_=" in message for message in messages), messages
+    assert set(labels) <= {-1, 1}
+    assert np.isfinite(est.score_samples(X_GOOD)).all()

@@ -172,7 +172,7 @@ def test_verbose_names_the_bar_of_each_flow(blobs, frozen_general, recorded_bars
     assert recorded_bars == ["in-distribution flow"]  # the frozen flow is not trained
     recorded_bars.clear()
     FlowDetector(**{**SMALL, "max_epochs": 2}, verbose=1).fit(X)  # the name is per fit
-    assert recorded_bars == ["training"]
+    assert recorded_bars == ["FlowDetector"]
 
 
 def test_aux_model_errors(blobs, frozen_general):

@@ -145,10 +145,11 @@ def test_the_reference_rows_survive_pickling(cls, fitted):
 
 def test_one_feature_and_few_rows_still_score():
     # fewer training rows than neighbours asked: as LocalOutlierFactor, warn and record
-    with pytest.warns(UserWarning, match=r"n_neighbors=5 is not below the 3 reference rows of "
-                      r"FlowDetector: n_neighbors_=2 is used"):
-        det = FlowDetector(max_epochs=2, random_state=0).fit(X[:4, :1])
-    assert det.n_neighbors_ == 2 and det.n_neighbors == 5
+    # (the fewest rows fit takes: 5 to train on, 1 held out)
+    with pytest.warns(UserWarning, match=r"n_neighbors=5 is not below the 5 reference rows of "
+                      r"FlowDetector: n_neighbors_=4 is used"):
+        det = FlowDetector(max_epochs=2, random_state=0).fit(X[:6, :1])
+    assert det.n_neighbors_ == 4 and det.n_neighbors == 5
     assert np.all(np.isfinite(det.anomaly_score(X_NEW[:, :1])))
 
 

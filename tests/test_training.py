@@ -513,11 +513,9 @@ def without_tqdm(monkeypatch):
     monkeypatch.setitem(sys.modules, "tqdm.auto", None)
 
 
-def _package_records(caplog):
-    return [record for record in caplog.records if record.name.startswith("sklearn_flowod")]
-
-
-def test_verbose_shows_a_tqdm_bar_over_the_epochs(monkeypatch, capsys, caplog):
+@pytest.fixture
+def recorded_bars(monkeypatch):
+    """The tqdm bars the fits make."""
     tqdm_auto = pytest.importorskip("tqdm.auto")
     bars = []
 
@@ -527,47 +525,73 @@ def test_verbose_shows_a_tqdm_bar_over_the_epochs(monkeypatch, capsys, caplog):
             bars.append(self)
 
     monkeypatch.setattr(tqdm_auto, "tqdm", RecordedBar)
-    handlers, level = list(PACKAGE_LOGGER.handlers), PACKAGE_LOGGER.level
+    return bars
+
+
+def _package_records(caplog):
+    return [record for record in caplog.records if record.name.startswith("sklearn_flowod")]
+
+
+def _summary(line):
+    """(label, epochs, kept epoch, reason) of a verbose fit's last line."""
+    label, rest = line.split(": ", 1)
+    epochs = int(rest.split(" epoch")[0])
+    kept = int(rest.split("kept epoch ")[1].split(";")[0])
+    return label, epochs, kept, rest.split("stopped by ")[1]
+
+
+def test_verbose_without_tqdm_prints_one_line_per_epoch_and_a_summary(without_tqdm, capsys,
+                                                                      caplog):
     caplog.set_level(logging.INFO)
     X = np.random.RandomState(0).normal(size=(200, 3))
-    FlowDetector(verbose=1, **SMALL_FLOW).fit(X)
-    assert len(bars) == 1 and bars[0].total == bars[0].n == 3
-    assert "training" in capsys.readouterr().err
-    assert _package_records(caplog) == []  # the bar replaces the records
-    assert PACKAGE_LOGGER.handlers == handlers and PACKAGE_LOGGER.level == level
+    detector = FlowDetector(verbose=1, n_iter_no_change=None, **SMALL_FLOW).fit(X)
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert [line.split(":")[0] for line in lines[:3]] == [
+        "FlowDetector, epoch 1", "FlowDetector, epoch 2", "FlowDetector, epoch 3"]
+    assert all("validation loss" in line for line in lines[:3])
+    assert len(lines) == 4 and _summary(lines[3]) == (
+        "FlowDetector", 3, detector.best_epoch_, "the cap of 3 epochs.")
+    assert captured.err == ""
+    assert _package_records(caplog) == []  # stdout, as scikit-learn's verbose estimators
 
 
-def test_verbose_without_tqdm_logs_one_info_record_per_epoch(without_tqdm, caplog):
-    handlers, level = list(PACKAGE_LOGGER.handlers), PACKAGE_LOGGER.level
-    caplog.set_level(logging.INFO)  # the application shows INFO records
+def test_the_bar_has_a_total_only_when_nothing_stops_training_early(recorded_bars, capsys):
     X = np.random.RandomState(0).normal(size=(200, 3))
-    FlowDetector(verbose=1, **SMALL_FLOW).fit(X)
-    records = _package_records(caplog)
-    assert [record.levelno for record in records] == [logging.INFO] * 3
-    assert [record.getMessage().split(":")[0] for record in records] == [
-        "training, epoch 1", "training, epoch 2", "training, epoch 3"]
-    assert all("validation loss" in record.getMessage() for record in records)
-    # the package leaves the logging configuration to the application
-    assert PACKAGE_LOGGER.handlers == handlers
-    assert PACKAGE_LOGGER.level == level
+    FlowDetector(verbose=1, n_iter_no_change=None, **SMALL_FLOW).fit(X)
+    stopping = FlowDetector(verbose=1, n_iter_no_change=2, tol=10.0,
+                            **{**SMALL_FLOW, "max_epochs": 50}).fit(X)
+    fixed, early = recorded_bars
+    assert fixed.total == fixed.n == 3
+    # an early-stopping fit has no known length: no total, no remaining time
+    assert early.total is None and early.n == stopping.n_epochs_ == 3
+    assert fixed.leave and early.leave  # the bars stay on screen
+    captured = capsys.readouterr()
+    assert "FlowDetector" in captured.err
+    summaries = [_summary(line) for line in captured.out.splitlines()]
+    assert summaries == [
+        ("FlowDetector", 3, 3, "the cap of 3 epochs."),
+        ("FlowDetector", 3, 1, "the held-out loss (no improvement of at least 10 in 2 checks).")]
 
 
-def test_the_progress_records_are_hidden_unless_the_application_shows_info(
-    without_tqdm, caplog
-):
-    caplog.set_level(logging.WARNING)
-    X = np.random.RandomState(0).normal(size=(200, 3))
-    FlowDetector(verbose=1, **SMALL_FLOW).fit(X)
-    assert _package_records(caplog) == []
+def test_the_summary_names_the_step_cap_and_a_divergence(without_tqdm, capsys):
+    _train(_rows(64), None, max_epochs=10, max_steps=6, batch_size=16,
+           callbacks=[ProgressBar()])
+    assert _summary(capsys.readouterr().out.splitlines()[-1]) == (
+        "training", 2, 2, "the cap of 6 optimiser steps.")
+    with pytest.raises(TrainingDivergedError):
+        _train(loss=_failing_at([], lambda call: True), max_epochs=5,
+               callbacks=[ProgressBar("diverging")])
+    assert _summary(capsys.readouterr().out.splitlines()[-1]) == (
+        "diverging", 0, 0, "a divergence (the loss stayed non-finite).")
 
 
-def test_checks_within_an_epoch_are_not_reported_as_epochs(without_tqdm, caplog):
-    caplog.set_level(logging.INFO)
+def test_checks_within_an_epoch_are_not_reported_as_epochs(without_tqdm, capsys):
     n_rows = 2 * VALIDATION_INTERVAL + VALIDATION_INTERVAL // 2
     _train(_rows(n_rows), _rows(8, seed=1), max_epochs=2, batch_size=1, learning_rate=1e-3,
            callbacks=[ProgressBar()])
-    messages = [record.getMessage() for record in _package_records(caplog)]
-    assert [message.split(":")[0] for message in messages] == [
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines[:-1]] == [
         "training, epoch 1", "training, epoch 2"]
 
 
@@ -580,21 +604,20 @@ def test_verbose_0_reports_nothing(tqdm_installed, capsys, caplog, monkeypatch):
     X = np.random.RandomState(0).normal(size=(200, 3))
     FlowDetector(verbose=0, **SMALL_FLOW).fit(X)
     assert _package_records(caplog) == []
-    assert capsys.readouterr().err == ""
+    assert capsys.readouterr() == ("", "")
 
 
 def test_a_progress_bar_is_named_by_its_description_or_the_surrounding_fit(
-    without_tqdm, caplog
+    without_tqdm, capsys
 ):
-    caplog.set_level(logging.INFO)
     _train(_rows(40), None, max_epochs=1, callbacks=[ProgressBar("encoder")])
     with progress_description("outer model"):
         _train(_rows(40), None, max_epochs=1, callbacks=[ProgressBar()])
         _train(_rows(40), None, max_epochs=1, callbacks=[ProgressBar("own name")])
     _train(_rows(40), None, max_epochs=1, callbacks=[ProgressBar()])
-    messages = [record.getMessage().split(":")[0] for record in _package_records(caplog)]
-    assert messages == ["encoder, epoch 1", "outer model, epoch 1", "own name, epoch 1",
-                        "training, epoch 1"]
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines[::2]] == [
+        "encoder, epoch 1", "outer model, epoch 1", "own name, epoch 1", "training, epoch 1"]
 
 
 ALL_DETECTORS = [
@@ -610,18 +633,21 @@ ALL_DETECTORS = [
 @pytest.mark.parametrize("verbose", [0, 1])
 @pytest.mark.parametrize("cls", ALL_DETECTORS, ids=lambda cls: cls.__name__)
 def test_fits_leave_the_package_logger_unconfigured(cls, verbose, tqdm_installed,
-                                                    monkeypatch, caplog):
+                                                    monkeypatch, caplog, capsys):
     if not tqdm_installed:
         monkeypatch.setitem(sys.modules, "tqdm", None)
         monkeypatch.setitem(sys.modules, "tqdm.auto", None)
     caplog.set_level(logging.INFO)
     X = np.random.RandomState(0).normal(size=(100, 3))
     cls(max_epochs=2, device="cpu", random_state=0, verbose=verbose).fit(X)
-    records = _package_records(caplog)
-    if verbose == 0 or tqdm_installed:
-        assert records == []
-    else:
-        assert records and {record.levelno for record in records} == {logging.INFO}
+    assert _package_records(caplog) == []
+    # verbose=1 ends every trained model with its summary line
+    summaries = [line for line in capsys.readouterr().out.splitlines() if "stopped by" in line]
+    # the likelihood ratio's two flows and the contrastive flow's warm-up are named
+    labels = {LikelihoodRatioDetector: ["general flow", "in-distribution flow"],
+              ContrastiveFlowDetector: ["ContrastiveFlowDetector, maximum-likelihood warm-up",
+                                        "ContrastiveFlowDetector"]}.get(cls, [cls.__name__])
+    assert [line.split(": ")[0] for line in summaries] == (labels if verbose else [])
     # no handler, no level, no filter: what is shown is the application's choice
     assert PACKAGE_LOGGER.handlers == []
     assert PACKAGE_LOGGER.level == logging.NOTSET
@@ -654,18 +680,16 @@ def test_verbose_0_is_silent_in_an_application_that_logs_at_info(tqdm_installed)
     assert done.stdout.split() == ["0", str(logging.NOTSET)]
 
 
-def test_verbose_1_without_tqdm_logs_through_the_application_handler():
+def test_verbose_1_without_tqdm_names_the_likelihood_ratios_two_flows():
     done = subprocess.run([sys.executable, "-c", _APPLICATION, "1", "no-tqdm"],
                           capture_output=True, text=True, timeout=300, check=True)
-    lines = done.stderr.splitlines()
-    # basicConfig's format: LEVEL:logger:message, one line per epoch and flow
-    assert [line.split(":")[:3] for line in lines] == [
-        ["INFO", "sklearn_flowod", "general flow, epoch 1"],
-        ["INFO", "sklearn_flowod", "general flow, epoch 2"],
-        ["INFO", "sklearn_flowod", "in-distribution flow, epoch 1"],
-        ["INFO", "sklearn_flowod", "in-distribution flow, epoch 2"],
-    ]
-    assert done.stdout.split() == ["0", str(logging.NOTSET)]
+    lines = done.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines[:-1]] == [
+        "general flow, epoch 1", "general flow, epoch 2", "general flow",
+        "in-distribution flow, epoch 1", "in-distribution flow, epoch 2",
+        "in-distribution flow"]
+    assert lines[-1].split() == ["0", str(logging.NOTSET)]
+    assert done.stderr == ""  # nothing went through the application's log handler
 
 
 # --------------------------------------------------------------------------- #

@@ -11,7 +11,7 @@ from sklearn.base import _fit_context, clone
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from ..auxiliary import FeaturePermutation
-from ..callbacks import CosineSchedule
+from ..callbacks import CosineSchedule, progress_description
 from ..dequantization import add_uniform_noise, tie_widths
 from ._aux_input import check_aux_data
 from .flow import BaseFlowDetector, flow_log_density
@@ -158,7 +158,11 @@ class ContrastiveFlowDetector(BaseFlowDetector):
         Controls weight initialisation, the block rotations, shuffling, the
         noise and the auxiliary samples. Global generators are untouched.
     verbose : int, default=0
-        0 is silent; 1 shows a progress bar or logs every epoch.
+        0 is silent; 1 prints a line per epoch to standard output (a tqdm
+        bar instead, when tqdm is installed) and, at the end of training, one
+        line with the epochs run, the epoch kept, why training stopped and
+        the time taken.
+        The maximum-likelihood warm-up has its own lines.
 
     Attributes
     ----------
@@ -316,7 +320,8 @@ class ContrastiveFlowDetector(BaseFlowDetector):
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Training data (mostly normal); a sparse matrix is densified for
-            training (see :meth:`FlowDetector.fit`).
+            training, and at least 6 rows are needed with the default
+            ``validation_fraction`` (see :meth:`FlowDetector.fit`).
         y : Ignored
             Not used, present for API consistency by convention.
         X_aux : array-like of shape (n_aux, n_features) or None, default=None
@@ -394,8 +399,9 @@ class ContrastiveFlowDetector(BaseFlowDetector):
         if self.max_epochs != "auto":
             config.max_epochs = max(1, math.ceil(self.warm_up_fraction * self.max_epochs))
         callbacks = [c for c in self._callbacks() if not isinstance(c, CosineSchedule)]
-        self._train(module, self._loss, X_train, X_val, generator, config=config,
-                    callbacks=callbacks)
+        with progress_description(f"{type(self).__name__}, maximum-likelihood warm-up"):
+            self._train(module, self._loss, X_train, X_val, generator, config=config,
+                        callbacks=callbacks)
         with torch.inference_mode():
             log_p = flow_log_density(module, X_train)
         return float(np.quantile(log_p.cpu().numpy(), 0.1)) + self.clamp_offset

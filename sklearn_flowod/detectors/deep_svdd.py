@@ -196,7 +196,11 @@ class DeepSVDDDetector(BaseDeepDetector):
         Controls weight initialisation, pretraining and shuffling. The
         caller's global generators are untouched.
     verbose : int, default=0
-        0 is silent; 1 shows a progress bar (with tqdm) or logs every epoch.
+        0 is silent; 1 prints a line per epoch to standard output (a tqdm
+        bar instead, when tqdm is installed) and, at the end of training, one
+        line with the epochs run, the epoch kept, why training stopped and
+        the time taken.
+        The autoencoder pretraining (``pretrain_epochs``) has its own lines.
 
     Attributes
     ----------
@@ -344,8 +348,9 @@ class DeepSVDDDetector(BaseDeepDetector):
         autoencoder = nn.Sequential(module.encoder, decoder)
         config = self._training_config()
         config.max_epochs, config.max_steps = self.pretrain_epochs, None
+        progress = [ProgressBar(known_length=True, fallback="DeepSVDDDetector pretraining")]
         history = self._train(autoencoder, _reconstruction_loss, X_train, None, generator,
-                              config=config, callbacks=[ProgressBar()] if self.verbose else [])
+                              config=config, callbacks=progress if self.verbose else [])
         self.pretrain_loss_curve_ = history.loss_curve
 
     def _initial_center(self, module, X_train) -> torch.Tensor:

@@ -198,7 +198,10 @@ class InvertibleOneClassDetector(BaseINNDetector):
         Controls weight initialisation, the block permutations, shuffling and
         the latent samples. The caller's global generators are untouched.
     verbose : int, default=0
-        0 is silent; 1 shows a progress bar (with tqdm) or logs every epoch.
+        0 is silent; 1 prints a line per epoch to standard output (a tqdm
+        bar instead, when tqdm is installed) and, at the end of training, one
+        line with the epochs run, the epoch kept, why training stopped and
+        the time taken.
 
     Attributes
     ----------

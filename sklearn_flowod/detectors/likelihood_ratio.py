@@ -155,10 +155,12 @@ class LikelihoodRatioDetector(BaseFlowDetector):
         Controls both flows' initialisation, shuffling and noise and the
         auxiliary samples. Global generators are untouched.
     verbose : int, default=0
-        0 is silent; 1 shows a progress bar or logs every epoch, for each
-        flow under its name: "general flow" (unless ``aux_model`` is frozen),
-        then "in-distribution flow". A given ``aux_model`` keeps its own
-        ``verbose``.
+        0 is silent; 1 prints a line per epoch to standard output (a tqdm
+        bar instead, when tqdm is installed) and, at the end of training, one
+        line with the epochs run, the epoch kept, why training stopped and
+        the time taken; for each flow under its name: "general flow"
+        (unless ``aux_model`` is frozen), then "in-distribution flow". A
+        given ``aux_model`` keeps its own ``verbose``.
 
     Attributes
     ----------
@@ -336,7 +338,8 @@ class LikelihoodRatioDetector(BaseFlowDetector):
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Training data (mostly normal); a sparse matrix is densified for
-            training (see :meth:`FlowDetector.fit`).
+            training, and at least 6 rows are needed with the default
+            ``validation_fraction`` (see :meth:`FlowDetector.fit`).
         y : Ignored
             Not used, present for API consistency by convention.
         X_aux : array-like of shape (n_aux, n_features) or None, default=None
