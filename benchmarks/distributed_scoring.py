@@ -2,14 +2,16 @@
 
 Usage (from the project root, with the ``distributed`` extra installed)::
 
-    python -m benchmarks.distributed_scoring                  # 1e7 rows x 8 features
-    python -m benchmarks.distributed_scoring --rows 1000000 --repeats 1   # a quick look
+    python -m benchmarks.distributed_scoring --out-dir /tmp/dask   # 1e7 rows x 8 features
+    python -m benchmarks.distributed_scoring --rows 1000000 --repeats 1 --out-dir /tmp/dask
 
-Writes ``benchmarks/results/distributed_scoring.csv`` (one row per setting,
-with the ``commit`` and ``dirty`` state of the code that made it) and
-``distributed_scoring.md`` (run metadata, configuration and the table).
-:func:`measure` returns the same rows as a DataFrame, so a wider speed
-benchmark can add them to its own table.
+The committed measurement is the Dask section of ``benchmarks/results/speed.md``
+(``python -m benchmarks.speed --update --sections distributed``), which calls
+:func:`measure`. Run alone, this module writes ``<out-dir>/distributed_scoring.csv``
+(one row per setting, with the ``commit`` and ``dirty`` state of the code that
+made it) and ``distributed_scoring.md`` (run metadata, configuration and the
+table) for a closer look; ``--out-dir`` is required, so that no second page on
+the question lands in ``benchmarks/results``.
 
 Protocol: one small detector is fitted in-process. The rows are generated on
 the cluster (float32, standard normal) and held in the workers' memory; the
@@ -37,8 +39,6 @@ import pandas as pd
 import torch
 
 from . import report
-
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 @dataclass(frozen=True)
@@ -232,7 +232,7 @@ def main(argv=None) -> pd.DataFrame:
                         choices=["score_samples", "decision_function", "predict",
                                  "anomaly_score"])
     parser.add_argument("--name", default="distributed_scoring", help="stem of the result files")
-    parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--out-dir", type=Path, required=True)
     args = parser.parse_args(argv)
     config = ScoringConfig(
         rows=args.rows,
