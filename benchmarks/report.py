@@ -54,9 +54,20 @@ def this_run() -> tuple[str, bool | None]:
     return commit, dirty
 
 
-def _commit() -> str:
+def commit_label() -> str:
+    """The commit of this run, with "+uncommitted" when the tree was dirty."""
     commit, dirty = this_run()
     return commit + ("+uncommitted" if dirty else "")
+
+
+def row_commits(rows: pd.DataFrame) -> list[str]:
+    """The distinct commits of result rows (:func:`stamped`, :func:`kept`), in order,
+    each with "+uncommitted" when rows of it were made from a dirty tree."""
+    commits = (rows["commit"].fillna(UNKNOWN).astype(str) if "commit" in rows
+               else pd.Series(UNKNOWN, rows.index))
+    labels = [f"{c}+uncommitted" if d else c for c, d in zip(commits, _dirty_rows(rows),
+                                                             strict=True)]
+    return list(dict.fromkeys(labels))
 
 
 def stamped(rows: pd.DataFrame) -> pd.DataFrame:
@@ -189,7 +200,7 @@ def header(title: str, command: str) -> str:
             f"# {title}",
             "",
             f"- generated: {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} by `{command}`",
-            f"- commit of this run: {_commit()}",
+            f"- commit of this run: {commit_label()}",
             f"- libraries: {versions}, Python {platform.python_version()}",
             f"- machine: {os.cpu_count()} cores, {_cpu()}",
             f"- thread variables: {_thread_variables()}",

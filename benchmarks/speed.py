@@ -69,7 +69,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import registry, report
+from . import page_state, registry, report
 from .default_fit import BUSY_LIMIT_FACTOR, QUICK_WIDE_SHAPE, WIDE_SHAPE
 from .default_fit import DATASETS as DEFAULT_FIT_DATASETS
 from .default_fit import QUICK_DATASETS as QUICK_DEFAULT_FIT_DATASETS
@@ -739,6 +739,7 @@ def _figure(results: pd.DataFrame, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+    page_state.stamp_png(path, ",".join(report.row_commits(section)))
 
 
 SECTIONS = ["throughput", "fit_time", "convergence", "large_table", "scoring", "pyod",
@@ -831,7 +832,7 @@ def main(argv=None) -> pd.DataFrame:
     # enough digits that a later --update renders the kept sections unchanged
     results.to_csv(csv_path, index=False, float_format="%.10g")
     (args.out_dir / f"{args.name}.md").write_text(page)
-    if "fit_time" in args.sections:
+    if (results["section"] == "fit_time").any():  # drawn from the rows, run now or kept
         figure_dir = FIGURE_DIR if args.out_dir == RESULTS_DIR else args.out_dir
         _figure(results, figure_dir / f"{args.name}_fit_time.png")
     return results

@@ -2,10 +2,11 @@
 
 Inliers come from p = N(0, 1), auxiliary data from q = N(1, 2) (variance 2).
 The contrastive flow raises the likelihood of the inliers and lowers that of
-the auxiliary samples; its density ``exp(score_samples(x))`` approaches the
+the auxiliary samples; its density ``exp(log_density(x))`` approaches the
 analytic target ``(p - q)+ / integral (p - q)+``, which is zero wherever q
 exceeds p. A plain maximum-likelihood flow on the same inliers learns p
-itself.
+itself. (``score_samples`` is not a density: by default it adds
+nearest-neighbour distances to the log-density.)
 
 Run ``python examples/plot_contrastive_1d.py`` to rewrite
 ``docs/figures/contrastive_1d.png``; ``--quick`` trains for two epochs on
@@ -56,9 +57,9 @@ def main(quick: bool = False, out_dir: Path = FIGURES) -> Path:
             label="q = N(1, 2) (auxiliary)")
     ax.plot(grid, positive_difference(grid), color="black", lw=2.0, ls="--",
             label="normalised (p - q)+ (analytic)")
-    ax.plot(grid, np.exp(contrastive.score_samples(grid[:, None])), color="#1f5fa0", lw=2.0,
+    ax.plot(grid, np.exp(contrastive.log_density(grid[:, None])), color="#1f5fa0", lw=2.0,
             label="ContrastiveFlowDetector")
-    ax.plot(grid, np.exp(plain.score_samples(grid[:, None])), color="#d9822b", lw=1.5,
+    ax.plot(grid, np.exp(plain.log_density(grid[:, None])), color="#d9822b", lw=1.5,
             label="FlowDetector")
     ax.set_xlabel("x")
     ax.set_ylabel("density")

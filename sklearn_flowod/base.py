@@ -129,6 +129,7 @@ class BaseDeepDetector(ModulePersistence, ExplanationMixin, ConformalMixin, Outl
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "callbacks": [list, None],
     }
 
     # ------------------------------------------------------------------ #
@@ -317,7 +318,8 @@ class BaseDeepDetector(ModulePersistence, ExplanationMixin, ConformalMixin, Outl
                     X_val = self._to_model_input(X_val, torch.float32, generator)
                 self._before_training(module, X_train, X_val, generator)
                 history = self._train(module, self._loss, X_train, X_val, generator,
-                                      callbacks=[*probes, *self._callbacks()])
+                                      callbacks=[*probes, *(self.callbacks or []),
+                                                 *self._callbacks()])
                 self._after_training(module, X_train, X_val)
                 self.module_ = self._finish_module(module)
             finally:

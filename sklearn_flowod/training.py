@@ -109,6 +109,8 @@ class TrainingState:
     learning_rate: float  # the base step, lowered after a divergence
     total_steps: int  # the step budget (``max_steps`` or ``max_epochs`` full epochs)
     epoch_budget: int = 0  # the epochs that budget allows
+    loss_fn: LossFn | None = None  # what each step minimises, ``loss_fn(module, batch, gen)``
+    X_train: torch.Tensor | None = None  # the rows the steps draw their batches from
     epoch: int = 0  # the current, 1-based epoch
     validation_loss: float | None = None  # of the latest check
 
@@ -177,7 +179,8 @@ def train_module(module: nn.Module, loss_fn: LossFn, X_train: torch.Tensor,
     model = torch.compile(module) if config.compile else module
     history = TrainingHistory()
     state = TrainingState(module, optimizer, config, history, config.learning_rate, max_steps,
-                          epoch_budget=math.ceil(max_steps / steps_per_epoch))
+                          epoch_budget=math.ceil(max_steps / steps_per_epoch),
+                          loss_fn=loss_fn, X_train=X_train)
     check = _validation(loss_fn if criterion is None else criterion, X_val, generator)
     for callback in callbacks:
         callback.on_train_begin(state)

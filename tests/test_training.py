@@ -11,6 +11,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sklearn.base import clone
 from torch import nn
 
 from sklearn_flowod import (
@@ -813,3 +814,49 @@ def test_gradient_clipping_bounds_every_step():
 
     _train(loss=steep, max_epochs=2, max_grad_norm=0.5, callbacks=[GradientNorm()])
     assert norms and max(norms) <= 0.5 * (1 + 1e-5)
+
+
+# --------------------------------------------------------------------------- #
+# The callbacks parameter
+# --------------------------------------------------------------------------- #
+class EpochRecorder(Callback):
+    """Records how often training starts, and the epoch of every end-of-epoch check."""
+
+    def __init__(self, stop_after=None):
+        self.stop_after = stop_after
+        self.starts, self.epochs = 0, []
+
+    @property
+    def stop_reason(self):
+        return f"the recorder's limit of {self.stop_after} epochs"
+
+    def on_train_begin(self, state):
+        self.starts += 1
+
+    def on_check(self, state):
+        if state.epoch_ended:
+            self.epochs.append(state.history.n_epochs)
+        return self.stop_after is not None and len(self.epochs) >= self.stop_after
+
+
+@pytest.mark.parametrize("cls", ALL_DETECTORS, ids=lambda cls: cls.__name__)
+def test_the_callbacks_parameter_sees_the_detectors_main_training_loop(cls):
+    recorder = EpochRecorder()
+    extra = {"pretrain_epochs": 2} if cls is DeepSVDDDetector else {}
+    detector = cls(max_epochs=3, device="cpu", random_state=0, callbacks=[recorder], **extra)
+    detector.fit(np.random.RandomState(0).normal(size=(100, 3)))
+    # one loop: not the contrastive flow's warm-up, the likelihood ratio's general
+    # flow or Deep SVDD's pretraining
+    assert recorder.starts == 1
+    assert recorder.epochs == list(range(1, detector.n_epochs_ + 1))
+    copy = clone(detector)
+    assert copy.callbacks[0] is not recorder and isinstance(copy.callbacks[0], EpochRecorder)
+
+
+def test_a_callback_stops_training_and_the_summary_says_why(without_tqdm, capsys):
+    X = np.random.RandomState(0).normal(size=(200, 3))
+    detector = FlowDetector(verbose=1, callbacks=[EpochRecorder(stop_after=2)],
+                            **{**SMALL_FLOW, "max_epochs": 20}).fit(X)
+    assert detector.n_epochs_ == 2
+    assert capsys.readouterr().out.splitlines()[-1].endswith(
+        "stopped by the recorder's limit of 2 epochs.")

@@ -163,6 +163,16 @@ class ContrastiveFlowDetector(BaseFlowDetector):
         line with the epochs run, the epoch kept, why training stopped and
         the time taken.
         The maximum-likelihood warm-up has its own lines.
+    callbacks : list of Callback or None, default=None
+        More :class:`~sklearn_flowod.callbacks.Callback` objects for the
+        training loop of the detector's network (not its maximum-likelihood
+        warm-up), called at the start and end of training, before every step and
+        after every check, before the detector's own (early stopping, the
+        progress display; so at the end they see the last weights, before early
+        stopping restores the best): to record a metric as training goes, or to
+        stop training (``on_check`` returning True; the callback's
+        ``stop_reason``, if any, is what ``verbose`` reports). ``clone`` copies
+        them.
 
     Attributes
     ----------
@@ -281,7 +291,8 @@ class ContrastiveFlowDetector(BaseFlowDetector):
                  n_neighbors=5, max_epochs="auto",
                  batch_size=256, learning_rate=1e-2, weight_decay=0.0, validation_fraction=0.15,
                  n_iter_no_change=5, tol=1e-2, standardize=True, contamination="auto",
-                 device="auto", n_jobs=None, random_state=None, verbose=0):
+                 device="auto", n_jobs=None, random_state=None, verbose=0,
+                 callbacks=None):
         self.clamp = clamp
         self.clamp_offset = clamp_offset
         self.warm_up_fraction = warm_up_fraction
@@ -311,6 +322,7 @@ class ContrastiveFlowDetector(BaseFlowDetector):
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
+        self.callbacks = callbacks
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None, *, X_aux=None):

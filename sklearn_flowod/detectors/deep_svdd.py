@@ -201,6 +201,16 @@ class DeepSVDDDetector(BaseDeepDetector):
         line with the epochs run, the epoch kept, why training stopped and
         the time taken.
         The autoencoder pretraining (``pretrain_epochs``) has its own lines.
+    callbacks : list of Callback or None, default=None
+        More :class:`~sklearn_flowod.callbacks.Callback` objects for the
+        training loop of the detector's network (not the autoencoder
+        pretraining), called at the start and end of training, before every step
+        and after every check, before the detector's own (early stopping, the
+        progress display; so at the end they see the last weights, before early
+        stopping restores the best): to record a metric as training goes, or to
+        stop training (``on_check`` returning True; the callback's
+        ``stop_reason``, if any, is what ``verbose`` reports). ``clone`` copies
+        them.
 
     Attributes
     ----------
@@ -287,7 +297,8 @@ class DeepSVDDDetector(BaseDeepDetector):
                  pretrain_epochs=0, max_epochs=100, batch_size=128, learning_rate=1e-4,
                  weight_decay=1e-6, validation_fraction=0.15, n_iter_no_change=None, tol=1e-4,
                  standardize=True, contamination="auto", device="auto", n_jobs=None,
-                 random_state=None, verbose=0):
+                 random_state=None, verbose=0,
+                 callbacks=None):
         self.objective = objective
         self.nu = nu
         self.hidden_sizes = hidden_sizes
@@ -309,6 +320,7 @@ class DeepSVDDDetector(BaseDeepDetector):
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
+        self.callbacks = callbacks
 
     # ------------------------------------------------------------------ #
     # The network

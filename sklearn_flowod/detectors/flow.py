@@ -225,6 +225,15 @@ class FlowDetector(BaseFlowDetector):
         bar instead, when tqdm is installed) and, at the end of training, one
         line with the epochs run, the epoch kept, why training stopped and
         the time taken.
+    callbacks : list of Callback or None, default=None
+        More :class:`~sklearn_flowod.callbacks.Callback` objects for the
+        training loop of the detector's network, called at the start and end of
+        training, before every step and after every check, before the detector's
+        own (early stopping, the progress display; so at the end they see the
+        last weights, before early stopping restores the best): to record a
+        metric as training goes, or to stop training (``on_check`` returning
+        True; the callback's ``stop_reason``, if any, is what ``verbose``
+        reports). ``clone`` copies them.
 
     Attributes
     ----------
@@ -312,7 +321,8 @@ class FlowDetector(BaseFlowDetector):
                  n_neighbors=5, max_epochs="auto", batch_size=256, learning_rate=1e-2,
                  weight_decay=0.0, validation_fraction=0.15, n_iter_no_change=10, tol=1e-2,
                  standardize=True, contamination="auto", device="auto", n_jobs=None,
-                 random_state=None, verbose=0):
+                 random_state=None, verbose=0,
+                 callbacks=None):
         self.n_blocks = n_blocks
         self.hidden_size = hidden_size
         self.affine_clamping = affine_clamping
@@ -337,6 +347,7 @@ class FlowDetector(BaseFlowDetector):
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
+        self.callbacks = callbacks
 
     def _loss(self, module, batch, generator):
         """Negative log-likelihood (change of variables), per dimension."""

@@ -161,6 +161,16 @@ class LikelihoodRatioDetector(BaseFlowDetector):
         the time taken; for each flow under its name: "general flow"
         (unless ``aux_model`` is frozen), then "in-distribution flow". A
         given ``aux_model`` keeps its own ``verbose``.
+    callbacks : list of Callback or None, default=None
+        More :class:`~sklearn_flowod.callbacks.Callback` objects for the
+        training loop of the detector's in-distribution flow (not the general
+        flow), called at the start and end of training, before every step and
+        after every check, before the detector's own (early stopping, the
+        progress display; so at the end they see the last weights, before early
+        stopping restores the best): to record a metric as training goes, or to
+        stop training (``on_check`` returning True; the callback's
+        ``stop_reason``, if any, is what ``verbose`` reports). ``clone`` copies
+        them.
 
     Attributes
     ----------
@@ -300,7 +310,8 @@ class LikelihoodRatioDetector(BaseFlowDetector):
                  n_neighbors=5, max_epochs="auto", batch_size=256,
                  learning_rate=1e-2, weight_decay=0.0, validation_fraction=0.15,
                  n_iter_no_change=5, tol=1e-2, standardize=True, contamination="auto",
-                 device="auto", n_jobs=None, random_state=None, verbose=0):
+                 device="auto", n_jobs=None, random_state=None, verbose=0,
+                 callbacks=None):
         self.aux_model = aux_model
         self.auxiliary = auxiliary
         self.outlier_weight = outlier_weight
@@ -329,6 +340,7 @@ class LikelihoodRatioDetector(BaseFlowDetector):
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
+        self.callbacks = callbacks
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None, *, X_aux=None):
@@ -401,7 +413,7 @@ class LikelihoodRatioDetector(BaseFlowDetector):
             params = {k: own[k] for k in FlowDetector._get_param_names() if k in own}
             # the general flow's log-density is what the ratio reads: no neighbours
             flow = FlowDetector(**{**params, "contamination": "auto", "n_neighbors": None,
-                                   "random_state": seed})
+                                   "random_state": seed, "callbacks": None})
         else:
             flow = clone(self.aux_model)
             self._check_flow(flow)
