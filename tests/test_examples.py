@@ -4,6 +4,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,3 +42,17 @@ def test_every_example_has_the_command_line_entry():
         text = path.read_text()
         assert "def main(quick: bool" in text and "--quick" in text, path.name
         assert 'if __name__ == "__main__":' in text, path.name
+
+
+def test_the_density_figure_draws_densities(tmp_path, monkeypatch):
+    # the curves of the two flows are exp(log_density): each integrates to about 1
+    # (exp(score_samples) does not: the default score adds neighbour distances)
+    plt = pytest.importorskip("matplotlib.pyplot")
+    drawn = []
+    monkeypatch.setattr(plt, "close", drawn.append)
+    module = load(ROOT / "examples" / "plot_contrastive_1d.py", monkeypatch)
+    module.main(quick=True, out_dir=tmp_path)
+    curves = {line.get_label(): line.get_data() for line in drawn[0].axes[0].get_lines()}
+    for name in ("ContrastiveFlowDetector", "FlowDetector"):
+        x, density = curves[name]
+        assert abs(np.trapezoid(density, x) - 1.0) < 0.05, name
