@@ -35,8 +35,9 @@ def scripts(only: list[str] | None = None) -> list[Path]:
     return found
 
 
-def draw(script: Path, out_dir: Path | None = None, quick: bool = False) -> Path:
-    """Run one example script's command line; stamp and return the figure it wrote."""
+def draw(script: Path, commit: str, out_dir: Path | None = None, quick: bool = False) -> Path:
+    """Run one example script's command line; stamp the figure it wrote with ``commit``
+    and return its path."""
     name = f"example_{script.stem}"
     spec = importlib.util.spec_from_file_location(name, script)
     module = importlib.util.module_from_spec(spec)
@@ -47,7 +48,7 @@ def draw(script: Path, out_dir: Path | None = None, quick: bool = False) -> Path
     with contextlib.redirect_stdout(printed):  # the script prints the figure's path
         module.cli(args)
     figure = Path(printed.getvalue().split()[-1])
-    page_state.stamp_png(figure, report.commit_label())
+    page_state.stamp_png(figure, commit)
     return figure
 
 
@@ -58,7 +59,8 @@ def main(argv=None) -> list[Path]:
     parser.add_argument("--out-dir", type=Path, default=None,
                         help="where to write the figures (default: docs/figures)")
     args = parser.parse_args(argv)
-    drawn = [draw(script, args.out_dir, args.quick) for script in scripts(args.only)]
+    commit = report.commit_label()  # before the first figure changes the tree
+    drawn = [draw(script, commit, args.out_dir, args.quick) for script in scripts(args.only)]
     for path in drawn:
         print(path)
     return drawn
