@@ -180,6 +180,7 @@ def main(argv=None) -> pd.DataFrame:
     parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
     n_rows, calls = (20_000, 200) if args.quick else (1_000_000, 10_000)
+    report.this_run()  # the code that runs is the code at the start
     results, profile = measure(n_rows, calls)
     text = page(results, profile, report.command_line("onnx_scoring", argv), calls)
     args.out_dir.mkdir(parents=True, exist_ok=True)
