@@ -9,9 +9,10 @@ Reads the quality rows and writes ``benchmarks/results/quality_summary.md``:
 one line per detector (mean AUROC, average rank, mean seed spread, median
 fit time, over the data sets and seeds of the file) and a sentence naming the
 package detector to start with (the highest mean AUROC) against the best
-peer. The same text replaces the block between the markers
-:data:`BEGIN` and :data:`END` in ``README.md``, so that no number there is
-written by hand.
+peer, then the commits the rows come from (the line the docs build reads to
+label an out-of-date page, :mod:`benchmarks.page_state`). The same text
+replaces the block between the markers :data:`BEGIN` and :data:`END` in
+``README.md``, so that no number there is written by hand.
 """
 
 from __future__ import annotations
@@ -57,16 +58,16 @@ def summary_text(results: pd.DataFrame) -> str:
     gap = ours.iloc[0]["mean AUROC (x100)"] - peers.iloc[0]["mean AUROC (x100)"]
     ranked = table["average rank"].idxmin()
     n_sets, seeds = results["dataset"].nunique(), sorted(results["seed"].unique())
-    commits = ", ".join(sorted(results["commit"].astype(str).unique()))
     return (
         f"Over {n_sets} ADBench data sets and seeds {', '.join(map(str, seeds))} "
-        f"(`benchmarks/results/quality.md`, rows at {commits}), start with **`{best}`**: "
+        f"(`benchmarks/results/quality.md`), start with **`{best}`**: "
         f"the highest mean AUROC of the package's detectors, "
         f"{ours.iloc[0]['mean AUROC (x100)']:.2f}, {gap:+.2f} against the best peer, "
         f"{peer} ({peers.iloc[0]['mean AUROC (x100)']:.2f}). The best average rank is "
         f"{ranked}'s ({table.loc[ranked, 'average rank']:.2f}). "
         f"{TUNED_HERE}\n\n"
-        + report.markdown_table(table, "{:.2f}"))
+        + report.markdown_table(table, "{:.2f}").rstrip() + "\n\n"
+        + report.provenance(results, by="detector"))
 
 
 def replace_block(text: str, block: str) -> str:
