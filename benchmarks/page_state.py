@@ -5,7 +5,9 @@ header line "rows from commits: ..." or "commit of this run: ..."), and every
 figure in ``docs/figures`` carries the commit that drew it in a PNG text
 chunk (:func:`stamp_png`, written by ``python -m benchmarks.figures`` and the
 speed benchmark). A page or figure is *current* when the package code
-(``sklearn_flowod/``) has not changed since any of its commits.
+(``sklearn_flowod/``) has not changed since any of its commits, except by
+commits that ``python -m benchmarks.same_scores`` certified to leave every
+default score bit for bit as their parent's (:func:`certified_commits`).
 
 The documentation build runs this module as an MkDocs hook
 (``hooks:`` in ``mkdocs.yml``): :func:`on_page_markdown` puts a note on every
@@ -16,6 +18,7 @@ the standard library only, as MkDocs loads it by its path.
 
 from __future__ import annotations
 
+import csv
 import functools
 import re
 import struct
@@ -52,19 +55,51 @@ def recorded_commits(path: Path) -> list[str]:
     return [run.group(1)] if run else []
 
 
+#: The certificates of ``python -m benchmarks.same_scores``.
+SAME_SCORES = ROOT / "benchmarks" / "results" / "same_scores.csv"
+
+
+@functools.cache
+def certified_commits(path: Path = SAME_SCORES) -> frozenset[str]:
+    """Commits whose default scores ``path`` (:data:`SAME_SCORES`) found equal to
+    their parent's, from a clean tree (full hashes)."""
+    if not path.exists():
+        return frozenset()
+    certified = set()
+    with path.open(newline="") as rows:
+        for row in csv.DictReader(rows):
+            if row["equal"] != "True" or row["dirty"] != "False":
+                continue
+            try:
+                commit, parent = (_git("rev-parse", f"{row['commit']}{suffix}")
+                                  for suffix in ("", "^"))
+            except (OSError, subprocess.CalledProcessError):
+                continue
+            if parent.startswith(row["against"]):
+                certified.add(commit)
+    return frozenset(certified)
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
 @functools.cache
 def package_changes_since(commit: str) -> tuple[str, ...] | None:
-    """The commits that changed the package code after ``commit`` (newest first);
-    None when ``commit`` is not a commit of this repository's history."""
+    """The commits that changed the package code after ``commit`` (newest first),
+    leaving out those of :func:`certified_commits`; None when ``commit`` is not a
+    commit of this repository's history."""
     git = ["git", "-C", str(ROOT)]
     try:
         subprocess.run([*git, "rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}"],
                        capture_output=True, check=True)
-        out = subprocess.run([*git, "log", "--format=%h", f"{commit}..HEAD", "--", PACKAGE],
+        out = subprocess.run([*git, "log", "--format=%H", f"{commit}..HEAD", "--", PACKAGE],
                              capture_output=True, text=True, check=True)
     except (OSError, subprocess.CalledProcessError):
         return None
-    return tuple(out.stdout.split())
+    certified = certified_commits()
+    return tuple(full[:7] for full in out.stdout.split() if full not in certified)
 
 
 def out_of_date(path: Path) -> str | None:

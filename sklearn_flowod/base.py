@@ -75,6 +75,7 @@ from ._random import derive_seed
 from .callbacks import Callback, EarlyStopping, ProgressBar
 from .conformal import ConformalMixin
 from .explanation import ExplanationMixin, feature_quantiles
+from .known_anomalies import KnownAnomalySampler, split_known
 from .training import TrainingConfig, TrainingHistory, train_module
 
 #: The budget of ``max_epochs="auto"``: a cap on epochs and on optimiser steps;
@@ -130,6 +131,7 @@ class BaseDeepDetector(ModulePersistence, ExplanationMixin, ConformalMixin, Outl
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "callbacks": [list, None],
+        "known_anomaly_weight": [Interval(Real, 0, None, closed="left"), None],
     }
 
     # ------------------------------------------------------------------ #
@@ -271,15 +273,31 @@ class BaseDeepDetector(ModulePersistence, ExplanationMixin, ConformalMixin, Outl
             on besides those ``validation_fraction`` holds out: 6 rows with
             the default 0.15; fewer raise a ``ValueError`` that names the
             minimum.
-        y : Ignored
-            Not used, present for API consistency by convention.
+        y : array-like of shape (n_samples,) or None, default=None
+            Ignored with ``known_anomaly_weight=None`` (the default). Else
+            -1 marks a known anomaly and +1 a normal or unlabelled row
+            (scikit-learn's outlier labels); see
+            :mod:`sklearn_flowod.known_anomalies`.
 
         Returns
         -------
         self : object
             The fitted detector.
         """
-        return self._fit(X)
+        return self._fit(X, y)
+
+    def _known_batch(self, n_rows: int, generator: torch.Generator) -> torch.Tensor | None:
+        """``n_rows`` known anomalies for a training step, or None.
+
+        None without known anomalies, with ``known_anomaly_weight=0`` (the
+        training is then the one-class one) and outside training (the
+        held-out criterion stays the one-class loss of the held-out normal
+        rows).
+        """
+        known = getattr(self, "_known", None)
+        if known is None or not self.known_anomaly_weight or not torch.is_grad_enabled():
+            return None
+        return known.sample(n_rows, generator)
 
     def _use_fit_params(self, X: np.ndarray, generator: torch.Generator, **fit_params) -> None:
         """Take in extra keyword arguments of a detector's ``fit`` (default: none).
@@ -292,9 +310,16 @@ class BaseDeepDetector(ModulePersistence, ExplanationMixin, ConformalMixin, Outl
         if fit_params:
             raise TypeError(f"Unexpected fit parameters: {sorted(fit_params)}.")
 
-    def _fit(self, X, **fit_params):
-        """The body of ``fit``; ``fit_params`` go to :meth:`_use_fit_params`."""
+    def _fit(self, X, y=None, **fit_params):
+        """The body of ``fit``; ``fit_params`` go to :meth:`_use_fit_params`.
+
+        With ``known_anomaly_weight`` set, the rows ``y`` marks -1 leave ``X``
+        here: everything below learns from the normal rows, and the known
+        anomalies reach the loss through :meth:`_known_batch`.
+        """
         X = dense_rows(self._validate_input(X, reset=True))
+        X, X_known = split_known(self, X, y)
+        self.n_known_anomalies_ = 0 if X_known is None else X_known.shape[0]
         self.device_ = resolve_device(self.device)
         for name in self._scoring_constants:
             setattr(self, name + "_", getattr(type(self), name))
@@ -311,6 +336,10 @@ class BaseDeepDetector(ModulePersistence, ExplanationMixin, ConformalMixin, Outl
         probes = thread_probes(self.n_jobs, macs, self.device_)
         with torch_threads(n_threads(self.n_jobs, macs)):
             try:
+                self._known_rows = X_known
+                self._known = None if X_known is None else KnownAnomalySampler(
+                    self._to_model_input(X_known, torch.float32, generator),
+                    getattr(self, "noise_std", 0.0))
                 self._use_fit_params(X, generator, **fit_params)
                 X_train, X_val = split = self._split_validation(X, seed)
                 X_train = self._to_model_input(X_train, torch.float32, generator)
@@ -323,7 +352,7 @@ class BaseDeepDetector(ModulePersistence, ExplanationMixin, ConformalMixin, Outl
                 self._after_training(module, X_train, X_val)
                 self.module_ = self._finish_module(module)
             finally:
-                for name in self._fit_temporaries:
+                for name in ("_known", "_known_rows", *self._fit_temporaries):
                     self.__dict__.pop(name, None)
         self._store_history(history)
         train_scores = self._fit_scoring(split[0], seed)

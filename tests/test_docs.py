@@ -11,7 +11,8 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 #: Pages whose ```python blocks run, in order, as one script. Blocks fenced as
 #: ```py are illustrations that need what the test machine lacks (a GPU, a cluster).
-EXECUTED_PAGES = ["index.md", "auxiliary_data.md", "thresholds.md", "devices.md"]
+EXECUTED_PAGES = ["index.md", "auxiliary_data.md", "thresholds.md", "devices.md",
+                  "known_anomalies.md"]
 
 
 def python_blocks(page: Path) -> list[str]:

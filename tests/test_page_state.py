@@ -23,8 +23,9 @@ def _stale(commit: str) -> bool:
     """Computed here from git alone: was the package code changed after ``commit``?"""
     if commit.endswith("+uncommitted") or _git("cat-file", "-e", f"{commit}^{{commit}}").returncode:
         return True
-    changed = _git("log", "--format=%h", f"{commit}..HEAD", "--", "sklearn_flowod")
-    return bool(changed.stdout.strip())
+    changed = _git("log", "--format=%H", f"{commit}..HEAD", "--", "sklearn_flowod")
+    # a change certified to leave every default score as it was does not count
+    return bool(set(changed.stdout.split()) - page_state.certified_commits())
 
 
 def _rendered(doc: Path) -> str:
@@ -115,3 +116,15 @@ def test_every_result_page_is_reachable_from_the_docs_and_no_part_file_is_left()
         assert f"benchmarks/results/{page.name}" in linked, f"{page.name} is in no doc page"
         # the parts of a merged run (part_a, _a, old1, new2, ...) go once merged
         assert not re.search(r"_(part_?[a-z0-9]+|[ab]|old\d+|new\d+)$", page.stem), page.name
+
+
+def test_only_a_clean_equal_comparison_with_the_parent_certifies_a_commit(tmp_path):
+    head, parent = (_git("rev-parse", ref).stdout.strip() for ref in ("HEAD", "HEAD^"))
+    rows = {"certified": (parent[:7], "False", "True"), "dirty tree": (parent[:7], "True", "True"),
+            "scores differ": (parent[:7], "False", "False"), "not the parent": (head[:7], "False",
+                                                                              "True")}
+    for case, (against, dirty, equal) in rows.items():
+        path = tmp_path / f"{case}.csv"
+        path.write_text("commit,against,dirty,models,equal,differing\n"
+                        f"{head[:7]},{against},{dirty},18,{equal},\n")
+        assert (head in page_state.certified_commits(path)) == (case == "certified"), case

@@ -173,6 +173,13 @@ class ContrastiveFlowDetector(BaseFlowDetector):
         stop training (``on_check`` returning True; the callback's
         ``stop_reason``, if any, is what ``verbose`` reports). ``clone`` copies
         them.
+    known_anomaly_weight : float >= 0 or None, default=None
+        ``None`` ignores ``y``. A float makes ``fit`` read ``y`` as scikit-learn's outlier
+        labels (-1 a known anomaly, +1 a normal or unlabelled row): the detector learns from
+        the normal rows alone, and the known anomalies enter as contrastive samples beside
+        the auxiliary ones, their clamped log-density weighted by it (eq. 3 with a second
+        ``q``; see ``_loss``). See "Using known anomalies" in the user guide and
+        :mod:`sklearn_flowod.known_anomalies`.
 
     Attributes
     ----------
@@ -213,6 +220,8 @@ class ContrastiveFlowDetector(BaseFlowDetector):
         Epoch whose weights were kept.
     device_ : torch.device
         Device the network lives on.
+    n_known_anomalies_ : int
+        Known anomalies the fit used (0 when ``y`` is ignored or marks none).
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -292,7 +301,7 @@ class ContrastiveFlowDetector(BaseFlowDetector):
                  batch_size=256, learning_rate=1e-2, weight_decay=0.0, validation_fraction=0.15,
                  n_iter_no_change=5, tol=1e-2, standardize=True, contamination="auto",
                  device="auto", n_jobs=None, random_state=None, verbose=0,
-                 callbacks=None):
+                 callbacks=None, known_anomaly_weight=None):
         self.clamp = clamp
         self.clamp_offset = clamp_offset
         self.warm_up_fraction = warm_up_fraction
@@ -323,6 +332,7 @@ class ContrastiveFlowDetector(BaseFlowDetector):
         self.random_state = random_state
         self.verbose = verbose
         self.callbacks = callbacks
+        self.known_anomaly_weight = known_anomaly_weight
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None, *, X_aux=None):
@@ -334,8 +344,9 @@ class ContrastiveFlowDetector(BaseFlowDetector):
             Training data (mostly normal); a sparse matrix is densified for
             training, and at least 6 rows are needed with the default
             ``validation_fraction`` (see :meth:`FlowDetector.fit`).
-        y : Ignored
-            Not used, present for API consistency by convention.
+        y : array-like of shape (n_samples,) or None, default=None
+            Ignored with ``known_anomaly_weight=None`` (the default); else -1
+            marks the known anomalies among the rows of X and +1 the others.
         X_aux : array-like of shape (n_aux, n_features) or None, default=None
             Auxiliary (contrastive) samples, in the same feature space as X.
             ``None`` uses the ``auxiliary`` generator. See the class notes
@@ -346,7 +357,7 @@ class ContrastiveFlowDetector(BaseFlowDetector):
         self : object
             The fitted detector.
         """
-        return self._fit(X, X_aux=X_aux)
+        return self._fit(X, y, X_aux=X_aux)
 
     def _use_fit_params(self, X, generator, *, X_aux=None) -> None:
         """Standardise ``X_aux`` like X (or prepare the generator) for the loss."""
@@ -379,16 +390,28 @@ class ContrastiveFlowDetector(BaseFlowDetector):
         """Eq. (3) with the clamp of section 5.2.1, per dimension.
 
         ``mean(-log p(x)) / D + aux_weight * mean(max(log p(y), eps)) / D``;
-        an auxiliary sample below the clamp has no gradient.
+        an auxiliary sample below the clamp has no gradient. Known anomalies
+        ``a`` are contrastive samples of their own (one per training row,
+        with the training noise), beside the auxiliary ones:
+        ``+ known_anomaly_weight * mean(max(log p(a), eps)) / D``. By the
+        paper's eq. (10)-(14) adding them to ``q`` only removes their region
+        from the learned ``(p - q)+``; the generator's samples still shape the
+        rest of it, so anomalies unlike the known ones keep a low density.
         """
         if self._clamp is None:  # the maximum-likelihood warm-up
             return self._nll(module, batch)
-        aux = self._auxiliary_batch(batch, generator)
-        # one pass over both samples: half the operations of two passes
-        log_p = flow_log_density(module, torch.cat([batch, aux])) / batch.shape[1]
-        log_p_data, log_p_aux = log_p.split([batch.shape[0], aux.shape[0]])
-        clamped = log_p_aux.clamp(min=self._clamp / batch.shape[1])
-        return -log_p_data.mean() + self.aux_weight * clamped.mean()
+        samples = [batch, self._auxiliary_batch(batch, generator)]
+        known = self._known_batch(batch.shape[0], generator)
+        if known is not None:
+            samples.append(known)
+        # one pass over all samples: fewer operations than a pass each
+        log_p = flow_log_density(module, torch.cat(samples)) / batch.shape[1]
+        log_p_data, log_p_aux, *log_p_known = log_p.split([len(s) for s in samples])
+        floor = self._clamp / batch.shape[1]
+        loss = -log_p_data.mean() + self.aux_weight * log_p_aux.clamp(min=floor).mean()
+        if log_p_known:
+            loss = loss + self.known_anomaly_weight * log_p_known[0].clamp(min=floor).mean()
+        return loss
 
     def _before_training(self, module, X_train, X_val, generator) -> None:
         """Fit the generator; with ``clamp="auto"``, warm up and set ``eps``."""

@@ -43,6 +43,11 @@ class SVDDNetwork(nn.Module):
         return (z - self.center).square().sum(dim=1)
 
 
+#: Deep SAD's ``eps`` in the inverse distance of a known anomaly (its value in
+#: the authors' code).
+DEEP_SAD_EPS = 1e-6
+
+
 def _upper_quantile(dist: torch.Tensor, fraction: float) -> torch.Tensor:
     """The ``ceil((1 - fraction) n)``-th smallest of ``dist``: at most ``fraction`` lie above."""
     return dist.kthvalue(max(1, math.ceil((1.0 - fraction) * dist.shape[0] - 1e-9))).values
@@ -211,6 +216,13 @@ class DeepSVDDDetector(BaseDeepDetector):
         stop training (``on_check`` returning True; the callback's
         ``stop_reason``, if any, is what ``verbose`` reports). ``clone`` copies
         them.
+    known_anomaly_weight : float >= 0 or None, default=None
+        ``None`` ignores ``y``. A float makes ``fit`` read ``y`` as scikit-learn's outlier
+        labels (-1 a known anomaly, +1 a normal or unlabelled row): the detector learns from
+        the normal rows alone, and the known anomalies enter as Deep SAD's ``eta`` (Ruff et
+        al. 2020, eq. 4): the weight of the inverse squared distance that pushes them away
+        from the centre. See "Using known anomalies" in the user guide and
+        :mod:`sklearn_flowod.known_anomalies`.
 
     Attributes
     ----------
@@ -246,6 +258,8 @@ class DeepSVDDDetector(BaseDeepDetector):
         Epoch whose weights were kept.
     device_ : torch.device
         Device the network lives on.
+    n_known_anomalies_ : int
+        Known anomalies the fit used (0 when ``y`` is ignored or marks none).
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -298,7 +312,7 @@ class DeepSVDDDetector(BaseDeepDetector):
                  weight_decay=1e-6, validation_fraction=0.15, n_iter_no_change=None, tol=1e-4,
                  standardize=True, contamination="auto", device="auto", n_jobs=None,
                  random_state=None, verbose=0,
-                 callbacks=None):
+                 callbacks=None, known_anomaly_weight=None):
         self.objective = objective
         self.nu = nu
         self.hidden_sizes = hidden_sizes
@@ -321,6 +335,7 @@ class DeepSVDDDetector(BaseDeepDetector):
         self.random_state = random_state
         self.verbose = verbose
         self.callbacks = callbacks
+        self.known_anomaly_weight = known_anomaly_weight
 
     # ------------------------------------------------------------------ #
     # The network
@@ -421,6 +436,21 @@ class DeepSVDDDetector(BaseDeepDetector):
     # Loss and score
     # ------------------------------------------------------------------ #
     def _loss(self, module, batch, generator):
+        """The objective of eq. (3) (one-class) or (2) (soft-boundary).
+
+        With known anomalies, plus Deep SAD's term (Ruff et al. 2020, eq. 4
+        with ``y = -1``): ``known_anomaly_weight`` (its ``eta``) times the
+        mean of ``1 / (||phi(a) - c||^2 + eps)`` over a known anomaly per
+        training row, which pushes them away from the centre.
+        """
+        loss = self._one_class_loss(module, batch)
+        known = self._known_batch(batch.shape[0], generator)
+        if known is None:
+            return loss
+        inverse = 1.0 / (module.squared_distance(known) + DEEP_SAD_EPS)
+        return loss + self.known_anomaly_weight * inverse.mean()
+
+    def _one_class_loss(self, module, batch):
         dist = module.squared_distance(batch)
         if self.objective == "soft-boundary":
             r2 = module.radius.square()

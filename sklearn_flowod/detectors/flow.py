@@ -24,6 +24,11 @@ def flow_log_density(module, batch: torch.Tensor) -> torch.Tensor:
     return standard_normal_log_density(z) + log_jac_det
 
 
+#: How many nats per dimension less likely than its paired training row the
+#: plain flow asks a known anomaly to be (see ``FlowDetector._loss``).
+KNOWN_MARGIN = 1.0
+
+
 class BaseFlowDetector(BaseINNDetector):
     """Shared machinery of the normalizing-flow detectors (not to be used directly).
 
@@ -234,6 +239,13 @@ class FlowDetector(BaseFlowDetector):
         metric as training goes, or to stop training (``on_check`` returning
         True; the callback's ``stop_reason``, if any, is what ``verbose``
         reports). ``clone`` copies them.
+    known_anomaly_weight : float >= 0 or None, default=None
+        ``None`` ignores ``y``. A float makes ``fit`` read ``y`` as scikit-learn's outlier
+        labels (-1 a known anomaly, +1 a normal or unlabelled row): the detector learns from
+        the normal rows alone, and the known anomalies enter as an outlier-exposure margin
+        in the loss (see ``_loss``): every training row is paired with a known anomaly,
+        which must be ``KNOWN_MARGIN`` nats per dimension less likely. See "Using known
+        anomalies" in the user guide and :mod:`sklearn_flowod.known_anomalies`.
 
     Attributes
     ----------
@@ -270,6 +282,8 @@ class FlowDetector(BaseFlowDetector):
         Epoch whose weights were kept.
     device_ : torch.device
         Device the network lives on.
+    n_known_anomalies_ : int
+        Known anomalies the fit used (0 when ``y`` is ignored or marks none).
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -322,7 +336,7 @@ class FlowDetector(BaseFlowDetector):
                  weight_decay=0.0, validation_fraction=0.15, n_iter_no_change=10, tol=1e-2,
                  standardize=True, contamination="auto", device="auto", n_jobs=None,
                  random_state=None, verbose=0,
-                 callbacks=None):
+                 callbacks=None, known_anomaly_weight=None):
         self.n_blocks = n_blocks
         self.hidden_size = hidden_size
         self.affine_clamping = affine_clamping
@@ -348,7 +362,23 @@ class FlowDetector(BaseFlowDetector):
         self.random_state = random_state
         self.verbose = verbose
         self.callbacks = callbacks
+        self.known_anomaly_weight = known_anomaly_weight
 
     def _loss(self, module, batch, generator):
-        """Negative log-likelihood (change of variables), per dimension."""
-        return self._nll(module, batch)
+        """Negative log-likelihood (change of variables), per dimension.
+
+        With known anomalies, plus ``known_anomaly_weight`` times the outlier
+        exposure margin of Hendrycks et al. (2019, section 3, the margin
+        ranking loss of density models): every training row is paired with a
+        known anomaly ``a`` and ``max(0, m + log p(a) / D - log p(x) / D)``
+        asks the anomaly to be ``m`` = :data:`KNOWN_MARGIN` nats per
+        dimension less likely; past the margin it no longer pushes, so the
+        density stays bounded.
+        """
+        known = self._known_batch(batch.shape[0], generator)
+        if known is None:
+            return self._nll(module, batch)
+        log_p = flow_log_density(module, torch.cat([batch, known])) / batch.shape[1]
+        log_p_data, log_p_known = log_p.split([batch.shape[0], known.shape[0]])
+        margin = (KNOWN_MARGIN + log_p_known - log_p_data).clamp(min=0.0)
+        return -log_p_data.mean() + self.known_anomaly_weight * margin.mean()

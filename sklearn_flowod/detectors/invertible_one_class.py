@@ -20,6 +20,9 @@ def _pull_square(z: torch.Tensor) -> torch.Tensor:
     return z.square().mean(dim=1)
 
 
+#: How far out known anomalies are pushed, in half-widths of the cube (see ``_loss``).
+KNOWN_PUSH = 2.0
+
 #: Pull functions f of eq. (1): convex, increasing away from the origin.
 PULL_FUNCTIONS = {"max": _pull_max, "square": _pull_square}
 
@@ -211,6 +214,13 @@ class InvertibleOneClassDetector(BaseINNDetector):
         metric as training goes, or to stop training (``on_check`` returning
         True; the callback's ``stop_reason``, if any, is what ``verbose``
         reports). ``clone`` copies them.
+    known_anomaly_weight : float >= 0 or None, default=None
+        ``None`` ignores ``y``. A float makes ``fit`` read ``y`` as scikit-learn's outlier
+        labels (-1 a known anomaly, +1 a normal or unlabelled row): the detector learns from
+        the normal rows alone, and the known anomalies join the push term of eq. (1) as
+        samples of this weight, pushed out of the cube up to ``KNOWN_PUSH`` half-widths (see
+        ``_loss``). See "Using known anomalies" in the user guide and
+        :mod:`sklearn_flowod.known_anomalies`.
 
     Attributes
     ----------
@@ -249,6 +259,8 @@ class InvertibleOneClassDetector(BaseINNDetector):
         Epoch whose weights were kept.
     device_ : torch.device
         Device the network lives on.
+    n_known_anomalies_ : int
+        Known anomalies the fit used (0 when ``y`` is ignored or marks none).
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -317,7 +329,7 @@ class InvertibleOneClassDetector(BaseINNDetector):
                  learning_rate=3e-3, weight_decay=0.0, validation_fraction=0.15,
                  n_iter_no_change=10, tol=3e-3, standardize=True, contamination="auto",
                  device="auto", n_jobs=None, random_state=None, verbose=0,
-                 callbacks=None):
+                 callbacks=None, known_anomaly_weight=None):
         self.n_blocks = n_blocks
         self.hidden_size = hidden_size
         self.affine_clamping = affine_clamping
@@ -348,12 +360,21 @@ class InvertibleOneClassDetector(BaseINNDetector):
         self.random_state = random_state
         self.verbose = verbose
         self.callbacks = callbacks
+        self.known_anomaly_weight = known_anomaly_weight
 
     #: Standardised data are divided by 3 before the network (see the class notes).
     _input_divisor = 3.0
 
     def _loss(self, module, batch, generator):
-        """Eq. (1): pull the data's codes in, push the cube's pre-images out."""
+        """Eq. (1): pull the data's codes in, push the cube's pre-images out.
+
+        With known anomalies, their codes join the push term as samples of
+        weight ``w = known_anomaly_weight`` beside the cube's pre-images: the
+        push is ``(sum f(z_back) + w sum min(f(z_a), f(t))) / (n_back + n_a)``
+        with ``t`` the point at :data:`KNOWN_PUSH` half-widths of the cube on
+        every axis, so that a known anomaly pushes like a pre-image until it
+        is that far out, and no further.
+        """
         f = PULL_FUNCTIONS[self.pull]
         n_latent = batch.shape[0] * self.n_latent_samples
         z_cube = torch.rand(
@@ -363,10 +384,21 @@ class InvertibleOneClassDetector(BaseINNDetector):
         # trainable parameter passed to a submodule under inference mode
         with torch.no_grad():
             x_cube, _ = module(z_cube, rev=True, jac=False)
+        known = self._known_batch(batch.shape[0], generator)
+        samples = [batch, x_cube] if known is None else [batch, x_cube, known]
         # the data and the pre-images in one forward pass: half the operations
-        z, _ = module(torch.cat([batch, x_cube]), jac=False)
-        z_data, z_back = z.split([batch.shape[0], n_latent])
-        return f(z_data).mean() - f(z_back).mean()
+        z, _ = module(torch.cat(samples), jac=False)
+        z_data, z_back, *z_known = z.split([len(s) for s in samples])
+        if not z_known:
+            return f(z_data).mean() - f(z_back).mean()
+        # known anomalies join the push, each as a weighted push sample that stops
+        # once f of its code reaches f at KNOWN_PUSH half-widths of the cube
+        target = f(torch.full((1, batch.shape[1]), KNOWN_PUSH * self.latent_bound,
+                              dtype=z.dtype, device=z.device))
+        known = f(z_known[0]).clamp(max=target)
+        push = (f(z_back).sum() + self.known_anomaly_weight * known.sum()) / (n_latent
+                                                                            + known.shape[0])
+        return f(z_data).mean() - push
 
     def _criterion(self, module, X_val, generator):
         """How far the held-out rows are from filling the cube uniformly.

@@ -171,6 +171,12 @@ class LikelihoodRatioDetector(BaseFlowDetector):
         stop training (``on_check`` returning True; the callback's
         ``stop_reason``, if any, is what ``verbose`` reports). ``clone`` copies
         them.
+    known_anomaly_weight : float >= 0 or None, default=None
+        ``None`` ignores ``y``. A float makes ``fit`` read ``y`` as scikit-learn's outlier
+        labels (-1 a known anomaly, +1 a normal or unlabelled row): the detector learns from
+        the normal rows alone, and the known anomalies enter as the weight of the outlier
+        loss on them, beside the auxiliary data's (``outlier_weight``). See "Using known
+        anomalies" in the user guide and :mod:`sklearn_flowod.known_anomalies`.
 
     Attributes
     ----------
@@ -212,6 +218,8 @@ class LikelihoodRatioDetector(BaseFlowDetector):
         Epoch whose weights were kept.
     device_ : torch.device
         Device of the in-distribution network.
+    n_known_anomalies_ : int
+        Known anomalies the fit used (0 when ``y`` is ignored or marks none).
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -300,7 +308,7 @@ class LikelihoodRatioDetector(BaseFlowDetector):
         "outlier_weight": [Interval(Real, 0, None, closed="left")],
         "outlier_temperature": [Interval(Real, 0, None, closed="neither")],
     }
-    _fit_temporaries = ("_outlier_data",)
+    _fit_temporaries = ("_outlier_data", "_known_data")
 
     def __init__(self, *, aux_model=None, auxiliary=None, outlier_weight=0.0,
                  outlier_temperature=1.0, n_blocks=8, hidden_size=64, affine_clamping=2.0,
@@ -311,7 +319,7 @@ class LikelihoodRatioDetector(BaseFlowDetector):
                  learning_rate=1e-2, weight_decay=0.0, validation_fraction=0.15,
                  n_iter_no_change=5, tol=1e-2, standardize=True, contamination="auto",
                  device="auto", n_jobs=None, random_state=None, verbose=0,
-                 callbacks=None):
+                 callbacks=None, known_anomaly_weight=None):
         self.aux_model = aux_model
         self.auxiliary = auxiliary
         self.outlier_weight = outlier_weight
@@ -341,6 +349,7 @@ class LikelihoodRatioDetector(BaseFlowDetector):
         self.random_state = random_state
         self.verbose = verbose
         self.callbacks = callbacks
+        self.known_anomaly_weight = known_anomaly_weight
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None, *, X_aux=None):
@@ -352,8 +361,9 @@ class LikelihoodRatioDetector(BaseFlowDetector):
             Training data (mostly normal); a sparse matrix is densified for
             training, and at least 6 rows are needed with the default
             ``validation_fraction`` (see :meth:`FlowDetector.fit`).
-        y : Ignored
-            Not used, present for API consistency by convention.
+        y : array-like of shape (n_samples,) or None, default=None
+            Ignored with ``known_anomaly_weight=None`` (the default); else -1
+            marks the known anomalies among the rows of X and +1 the others.
         X_aux : array-like of shape (n_aux, n_features) or None, default=None
             Samples of the general distribution, in the same feature space
             as X. ``None`` uses the ``auxiliary`` generator.
@@ -365,7 +375,7 @@ class LikelihoodRatioDetector(BaseFlowDetector):
         """
         # verbose=1: one bar (or run of records) per flow, told apart by name
         with progress_description("in-distribution flow"):
-            return self._fit(X, X_aux=X_aux)
+            return self._fit(X, y, X_aux=X_aux)
 
     # ------------------------------------------------------------------ #
     # The general model and the auxiliary data
@@ -382,11 +392,16 @@ class LikelihoodRatioDetector(BaseFlowDetector):
         self.aux_model_ = self._fit_aux_model(X, X_aux, seed)
         self._outlier_data = None
         if self.outlier_weight > 0:
-            log_p_g = self._general_flow().score_samples(X_aux)
-            self._outlier_data = (
-                self._to_model_input(X_aux, torch.float32, generator),
-                torch.as_tensor(log_p_g, dtype=torch.float32, device=self.device_),
-            )
+            self._outlier_data = self._ratio_pairs(X_aux, generator)
+        self._known_data = None
+        if self._known_rows is not None:
+            self._known_data = self._ratio_pairs(self._known_rows, generator)
+
+    def _ratio_pairs(self, X: np.ndarray, generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows as the in-distribution flow sees them, with their general log-density."""
+        log_p_g = self._general_flow().score_samples(X)
+        return (self._to_model_input(X, torch.float32, generator),
+                torch.as_tensor(log_p_g, dtype=torch.float32, device=self.device_))
 
     def _generate_aux_data(self, X: np.ndarray, seed: int) -> np.ndarray:
         auxiliary = UniformBox(margin=1.0) if self.auxiliary is None else clone(self.auxiliary)
@@ -413,7 +428,8 @@ class LikelihoodRatioDetector(BaseFlowDetector):
             params = {k: own[k] for k in FlowDetector._get_param_names() if k in own}
             # the general flow's log-density is what the ratio reads: no neighbours
             flow = FlowDetector(**{**params, "contamination": "auto", "n_neighbors": None,
-                                   "random_state": seed, "callbacks": None})
+                                   "random_state": seed, "callbacks": None,
+                                   "known_anomaly_weight": None})
         else:
             flow = clone(self.aux_model)
             self._check_flow(flow)
@@ -461,16 +477,30 @@ class LikelihoodRatioDetector(BaseFlowDetector):
         return log_p
 
     def _loss(self, module, batch, generator):
-        """Negative log-likelihood per dimension, plus the weighted outlier loss."""
+        """Negative log-likelihood per dimension, plus the weighted outlier loss.
+
+        Known anomalies are outlier samples of their own, with weight
+        ``known_anomaly_weight``: the same loss asks the ratio to call them
+        anomalous, beside the auxiliary data.
+        """
         loss = self._nll(module, batch)
-        if self._outlier_data is None or not torch.is_grad_enabled():
+        if not torch.is_grad_enabled():
             return loss
-        aux, log_p_g = self._outlier_data
+        for pairs, weight in ((self._outlier_data, self.outlier_weight),
+                              (self._known_data, self.known_anomaly_weight)):
+            if pairs is not None:
+                loss = loss + weight * self._outlier_loss(module, pairs, batch,
+                                                          generator) / batch.shape[1]
+        return loss
+
+    def _outlier_loss(self, module, pairs, batch, generator) -> torch.Tensor:
+        """``-log sigmoid((log p_g(y) - log p_in(y)) / T)``, the mean over one
+        outlier row ``y`` per training row."""
+        aux, log_p_g = pairs
         rows = torch.randint(len(aux), (batch.shape[0],), generator=generator, device=aux.device)
         log_p_in = self._log_density_input_space(module, aux[rows])
         logit = (log_p_g[rows] - log_p_in) / self.outlier_temperature
-        outlier_loss = -torch.nn.functional.logsigmoid(logit).mean()
-        return loss + self.outlier_weight * outlier_loss / batch.shape[1]
+        return -torch.nn.functional.logsigmoid(logit).mean()
 
     def _to_general_input(self, batch: torch.Tensor) -> torch.Tensor:
         """Re-standardise a model-space batch for the general flow (on its device)."""

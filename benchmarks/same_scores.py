@@ -1,0 +1,114 @@
+"""Whether a change of the package code leaves every default score bit for bit as it was.
+
+Usage (from the project root, on a clean tree whose last commit changed the package)::
+
+    python -m benchmarks.same_scores                 # HEAD against its parent
+    python -m benchmarks.same_scores --against 1a2b3c4
+
+Fits every package detector with its defaults (and the variants the
+benchmarks name) on the splits of :data:`SPLITS`, once with the package code
+of HEAD and once with that of ``--against`` (checked out in a temporary git
+worktree), each in a fresh process with torch's default threads, and
+compares a SHA-256 of each model's ``score_samples`` on the test rows and its
+``offset_``. Appends one row to ``benchmarks/results/same_scores.csv``: the
+two commits, whether the tree was dirty, how many models were compared and
+whether all were equal (and which were not).
+
+A commit certified this way (equal to its parent, from a clean tree) does not
+make result pages out of date (:mod:`benchmarks.page_state`): their numbers
+are what the current code computes. It certifies scores, not timings: a
+change meant to alter speed is measured by the speed benchmarks instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import adbench, report
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "same_scores.csv"
+#: (data set, seed) pairs the scores are compared on: the package's own table and two
+#: ADBench sets (a continuous and a partly discrete one).
+SPLITS = [(adbench.SYNTHETIC, 0), ("6_cardio", 0), ("29_Pima", 0)]
+
+
+def fingerprints(data_dir: Path = adbench.DEFAULT_DATA_DIR) -> dict[str, str]:
+    """``"<data set>/<model>"`` -> SHA-256 of its test scores and ``offset_``."""
+    from . import registry
+
+    models = {**registry.package_detectors(), **registry.package_variants()}
+    out = {}
+    for dataset, seed in SPLITS:
+        split = adbench.load_split(dataset, seed, data_dir)
+        for name, entry in models.items():
+            model = entry.make(seed).fit(split.X_train)
+            digest = hashlib.sha256(np.ascontiguousarray(
+                model.score_samples(split.X_test), dtype=np.float64).tobytes())
+            digest.update(np.float64(model.offset_).tobytes())
+            out[f"{dataset}/{name}"] = digest.hexdigest()
+    return out
+
+
+def fingerprints_of(package_root: Path, data_dir: Path) -> dict[str, str]:
+    """:func:`fingerprints` with the package imported from ``package_root``, in a new process."""
+    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import sklearn_flowod; "
+            "from pathlib import Path; "
+            "assert Path(sklearn_flowod.__file__).resolve().is_relative_to("
+            "Path(sys.argv[1]).resolve()), sklearn_flowod.__file__; "
+            "from benchmarks.same_scores import fingerprints; "
+            "print(json.dumps(fingerprints(Path(sys.argv[2]))))")
+    out = subprocess.run([sys.executable, "-c", code, str(package_root), str(data_dir)],
+                         cwd=ROOT, capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def compare(against: str, data_dir: Path) -> dict:
+    """The row of one comparison of HEAD's package code with ``against``'s."""
+    commit, dirty = report.this_run()
+    with tempfile.TemporaryDirectory() as tmp:
+        old = Path(tmp) / "old"
+        _git("worktree", "add", "--detach", str(old), against)
+        try:
+            before = fingerprints_of(old, data_dir)
+        finally:
+            _git("worktree", "remove", "--force", str(old))
+    now = fingerprints_of(ROOT, data_dir)
+    differing = sorted(key for key in now.keys() | before.keys()
+                       if now.get(key) != before.get(key))
+    return {"commit": commit, "against": _git("rev-parse", "--short", against),
+            "dirty": dirty, "models": len(now), "equal": not differing,
+            "differing": " ".join(differing)}
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--against", default="HEAD^", help="the commit to compare with")
+    parser.add_argument("--data-dir", type=Path, default=adbench.DEFAULT_DATA_DIR)
+    args = parser.parse_args(argv)
+    row = compare(args.against, args.data_dir)
+    rows = pd.read_csv(RESULTS, dtype=str) if RESULTS.exists() else pd.DataFrame()
+    pd.concat([rows, pd.DataFrame([row]).astype(str)]).to_csv(RESULTS, index=False)
+    print(f"{row['commit']} against {row['against']}: {row['models']} models, "
+          f"{'all scores equal' if row['equal'] else 'different: ' + row['differing']}")
+    return row
+
+
+if __name__ == "__main__":
+    main()
