@@ -61,11 +61,12 @@ def fingerprints(data_dir: Path = adbench.DEFAULT_DATA_DIR) -> dict[str, str]:
 
 
 def fingerprints_of(package_root: Path, data_dir: Path) -> dict[str, str]:
-    """:func:`fingerprints` with the package imported from ``package_root``, in a new process."""
+    """:func:`fingerprints` with the package imported from ``package_root`` (a folder
+    holding ``sklearn_flowod``) and the benchmarks of this tree, in a new process."""
     code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import sklearn_flowod; "
             "from pathlib import Path; "
-            "assert Path(sklearn_flowod.__file__).resolve().is_relative_to("
-            "Path(sys.argv[1]).resolve()), sklearn_flowod.__file__; "
+            "assert Path(sklearn_flowod.__file__).resolve().parent == "
+            "(Path(sys.argv[1]) / 'sklearn_flowod').resolve(), sklearn_flowod.__file__; "
             "from benchmarks.same_scores import fingerprints; "
             "print(json.dumps(fingerprints(Path(sys.argv[2]))))")
     out = subprocess.run([sys.executable, "-c", code, str(package_root), str(data_dir)],
@@ -83,10 +84,13 @@ def compare(against: str, data_dir: Path) -> dict:
     """The row of one comparison of HEAD's package code with ``against``'s."""
     commit, dirty = report.this_run()
     with tempfile.TemporaryDirectory() as tmp:
-        old = Path(tmp) / "old"
+        old, package = Path(tmp) / "old", Path(tmp) / "package"
         _git("worktree", "add", "--detach", str(old), against)
+        # the old package alone on the path: the benchmarks stay this tree's
+        package.mkdir()
+        (package / "sklearn_flowod").symlink_to(old / "sklearn_flowod")
         try:
-            before = fingerprints_of(old, data_dir)
+            before = fingerprints_of(package, data_dir)
         finally:
             _git("worktree", "remove", "--force", str(old))
     now = fingerprints_of(ROOT, data_dir)
