@@ -5,9 +5,9 @@ header line "rows from commits: ..." or "commit of this run: ..."), and every
 figure in ``docs/figures`` carries the commit that drew it in a PNG text
 chunk (:func:`stamp_png`, written by ``python -m benchmarks.figures`` and the
 speed benchmark). A page or figure is *current* when the package code
-(``sklearn_flowod/``) has not changed since any of its commits, except by
-commits that ``python -m benchmarks.same_scores`` certified to leave every
-default score bit for bit as their parent's (:func:`certified_commits`).
+(``sklearn_flowod/``) has not changed since any of its commits, or when
+``python -m benchmarks.same_scores`` found that the package code of its
+commit and today's give every default score bit for bit (:func:`certified`).
 
 The documentation build runs this module as an MkDocs hook
 (``hooks:`` in ``mkdocs.yml``): :func:`on_page_markdown` puts a note on every
@@ -60,46 +60,52 @@ SAME_SCORES = ROOT / "benchmarks" / "results" / "same_scores.csv"
 
 
 @functools.cache
-def certified_commits(path: Path = SAME_SCORES) -> frozenset[str]:
-    """Commits whose default scores ``path`` (:data:`SAME_SCORES`) found equal to
-    their parent's, from a clean tree (full hashes)."""
+def certified_pairs(path: Path = SAME_SCORES) -> frozenset[tuple[str, str]]:
+    """Pairs of package trees (git tree hashes of ``sklearn_flowod/``) whose default
+    scores ``path`` (:data:`SAME_SCORES`) found equal, from a clean tree."""
     if not path.exists():
         return frozenset()
-    certified = set()
+    pairs = set()
     with path.open(newline="") as rows:
         for row in csv.DictReader(rows):
             if row["equal"] != "True" or row["dirty"] != "False":
                 continue
-            try:
-                commit, parent = (_git("rev-parse", f"{row['commit']}{suffix}")
-                                  for suffix in ("", "^"))
-            except (OSError, subprocess.CalledProcessError):
-                continue
-            if parent.startswith(row["against"]):
-                certified.add(commit)
-    return frozenset(certified)
+            trees = (package_tree(row["commit"]), package_tree(row["against"]))
+            if None not in trees:
+                pairs |= {trees, trees[::-1]}
+    return frozenset(pairs)
 
 
-def _git(*args: str) -> str:
-    return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True,
-                          check=True).stdout.strip()
+@functools.cache
+def package_tree(commit: str) -> str | None:
+    """The git tree hash of the package code at ``commit`` (None if unknown)."""
+    try:
+        out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", f"{commit}:{PACKAGE}"],
+                             capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip()
+
+
+def certified(commit: str, path: Path = SAME_SCORES) -> bool:
+    """Whether ``path`` certifies that the package code of ``commit`` gives the
+    default scores of today's (``HEAD``) bit for bit."""
+    return (package_tree(commit), package_tree("HEAD")) in certified_pairs(path)
 
 
 @functools.cache
 def package_changes_since(commit: str) -> tuple[str, ...] | None:
-    """The commits that changed the package code after ``commit`` (newest first),
-    leaving out those of :func:`certified_commits`; None when ``commit`` is not a
-    commit of this repository's history."""
+    """The commits that changed the package code after ``commit`` (newest first);
+    None when ``commit`` is not a commit of this repository's history."""
     git = ["git", "-C", str(ROOT)]
     try:
         subprocess.run([*git, "rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}"],
                        capture_output=True, check=True)
-        out = subprocess.run([*git, "log", "--format=%H", f"{commit}..HEAD", "--", PACKAGE],
+        out = subprocess.run([*git, "log", "--format=%h", f"{commit}..HEAD", "--", PACKAGE],
                              capture_output=True, text=True, check=True)
     except (OSError, subprocess.CalledProcessError):
         return None
-    certified = certified_commits()
-    return tuple(full[:7] for full in out.stdout.split() if full not in certified)
+    return tuple(out.stdout.split())
 
 
 def out_of_date(path: Path) -> str | None:
@@ -113,6 +119,8 @@ def out_of_date(path: Path) -> str | None:
             reasons.append(f"made at {commit}, with uncommitted changes")
             continue
         changes = package_changes_since(commit)
+        if changes and certified(commit):
+            continue
         if changes is None:
             reasons.append(f"made at {commit}, not a commit of this repository's history")
         elif changes:

@@ -1,9 +1,9 @@
 """Whether a change of the package code leaves every default score bit for bit as it was.
 
-Usage (from the project root, on a clean tree whose last commit changed the package)::
+Usage (from the project root, on a clean tree)::
 
     python -m benchmarks.same_scores                 # HEAD against its parent
-    python -m benchmarks.same_scores --against 1a2b3c4
+    python -m benchmarks.same_scores --against 1a2b3c4  # e.g. the commit of the pages
 
 Fits every package detector with its defaults (and the variants the
 benchmarks name) on the splits of :data:`SPLITS`, once with the package code
@@ -14,10 +14,11 @@ compares a SHA-256 of each model's ``score_samples`` on the test rows and its
 two commits, whether the tree was dirty, how many models were compared and
 whether all were equal (and which were not).
 
-A commit certified this way (equal to its parent, from a clean tree) does not
-make result pages out of date (:mod:`benchmarks.page_state`): their numbers
-are what the current code computes. It certifies scores, not timings: a
-change meant to alter speed is measured by the speed benchmarks instead.
+A result page made with the package code of ``--against`` then stays current
+while the package code is HEAD's (:mod:`benchmarks.page_state`, from a row of
+a clean tree that found every score equal): its numbers are what that code
+computes. It certifies scores, not timings: a change meant to alter speed is
+measured by the speed benchmarks instead.
 """
 
 from __future__ import annotations

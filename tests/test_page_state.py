@@ -23,9 +23,9 @@ def _stale(commit: str) -> bool:
     """Computed here from git alone: was the package code changed after ``commit``?"""
     if commit.endswith("+uncommitted") or _git("cat-file", "-e", f"{commit}^{{commit}}").returncode:
         return True
-    changed = _git("log", "--format=%H", f"{commit}..HEAD", "--", "sklearn_flowod")
-    # a change certified to leave every default score as it was does not count
-    return bool(set(changed.stdout.split()) - page_state.certified_commits())
+    changed = _git("log", "--format=%h", f"{commit}..HEAD", "--", "sklearn_flowod")
+    # package code certified to give today's default scores bit for bit does not count
+    return bool(changed.stdout.strip()) and not page_state.certified(commit)
 
 
 def _rendered(doc: Path) -> str:
@@ -70,9 +70,12 @@ def test_a_page_or_figure_older_than_the_last_package_change_is_labelled(tmp_pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    changes = _git("log", "--format=%h", "-n", "2", "--", "sklearn_flowod").stdout.split()
-    if len(changes) < 2:
+    changes = _git("log", "--format=%h", "--", "sklearn_flowod").stdout.split()
+    # package code before the latest change, and not certified to score as today's
+    older = [commit for commit in changes[1:] if not page_state.certified(commit)]
+    if not older:
         pytest.skip("a clone without the package's history")
+    changes[1] = older[0]
     page = tmp_path / "page.md"
     page.write_text(f"# Old\n\n- commit of this run: {changes[1]}\n")
     assert f"the latest {changes[0]}" in page_state.out_of_date(page)
@@ -118,13 +121,14 @@ def test_every_result_page_is_reachable_from_the_docs_and_no_part_file_is_left()
         assert not re.search(r"_(part_?[a-z0-9]+|[ab]|old\d+|new\d+)$", page.stem), page.name
 
 
-def test_only_a_clean_equal_comparison_with_the_parent_certifies_a_commit(tmp_path):
-    head, parent = (_git("rev-parse", ref).stdout.strip() for ref in ("HEAD", "HEAD^"))
-    rows = {"certified": (parent[:7], "False", "True"), "dirty tree": (parent[:7], "True", "True"),
-            "scores differ": (parent[:7], "False", "False"), "not the parent": (head[:7], "False",
-                                                                              "True")}
+def test_only_a_clean_equal_comparison_certifies_older_package_code(tmp_path):
+    changes = _git("log", "--format=%H", "--", "sklearn_flowod").stdout.split()
+    older, oldest = f"{changes[0]}^", f"{changes[1]}^"  # package code other than today's
+    head = _git("rev-parse", "--short", "HEAD").stdout.strip()
+    rows = {"certified": (older, "False", "True"), "dirty tree": (older, "True", "True"),
+            "scores differ": (older, "False", "False"), "other code": (oldest, "False", "True")}
     for case, (against, dirty, equal) in rows.items():
         path = tmp_path / f"{case}.csv"
         path.write_text("commit,against,dirty,models,equal,differing\n"
-                        f"{head[:7]},{against},{dirty},18,{equal},\n")
-        assert (head in page_state.certified_commits(path)) == (case == "certified"), case
+                        f"{head},{against},{dirty},18,{equal},\n")
+        assert page_state.certified(older, path) == (case == "certified"), case
