@@ -221,16 +221,18 @@ def main(argv=None) -> pd.DataFrame:
     csv = args.out_dir / "semi_supervised.csv"
     if args.from_csv:
         results = report.kept(pd.read_csv(csv))
-    else:
-        rows = []
-        for dataset in args.datasets or adbench.available(args.data_dir):
-            for seed in args.seeds:
-                rows += evaluate_split(adbench.load_split(dataset, seed, args.data_dir),
-                                       args.methods)
-        results = report.stamped(pd.DataFrame(rows))
-        args.out_dir.mkdir(parents=True, exist_ok=True)
-        results.to_csv(csv, index=False, float_format="%.6g")
-    write_page(results, args.out_dir / "semi_supervised.md", header)
+        write_page(results, args.out_dir / "semi_supervised.md", header)
+        return results
+    rows = []
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    for dataset in args.datasets or adbench.available(args.data_dir):
+        for seed in args.seeds:
+            rows += evaluate_split(adbench.load_split(dataset, seed, args.data_dir),
+                                   args.methods)
+            # the files hold every finished split, so that a cut-off run keeps them
+            results = report.stamped(pd.DataFrame(rows))
+            results.to_csv(csv, index=False, float_format="%.6g")
+            write_page(results, args.out_dir / "semi_supervised.md", header)
     return results
 
 
