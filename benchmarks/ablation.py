@@ -77,12 +77,7 @@ def _label(detector: str, params: dict) -> str:
 
 
 def _summary(results: pd.DataFrame, searched: dict[str, float]) -> str:
-    table = results.pivot_table(index="dataset", columns="detector", values="auroc") * 100
-    summary = pd.DataFrame({
-        "mean AUROC (x100)": table.mean(),
-        "average rank": table.rank(axis=1, ascending=False).mean(),
-        "median fit (s)": results.groupby("detector")["fit_s"].median(),
-    })
+    summary = report.auroc_summary(results, median_fit=True)
     if searched:
         summary["contaminated search AUROC"] = pd.Series(searched)
     summary.index.name = "setting"
@@ -119,7 +114,8 @@ def main(argv=None) -> pd.DataFrame:
                 for label, params in settings.items()} if args.contaminated else {}
     datasets = args.datasets or adbench.available(args.data_dir)
     results = report.stamped(pd.DataFrame(quality.evaluate_all(
-        entries, datasets, args.seeds, args.data_dir))) if entries else pd.DataFrame()
+        entries, adbench.splits(datasets, args.seeds, args.data_dir)))) if entries else (
+        pd.DataFrame())
     for name in args.include:  # the rows of settings run elsewhere, on the same splits
         rows = report.kept(pd.read_csv(args.out_dir / f"{name}.csv"))
         rows = rows[rows["dataset"].isin(datasets) & rows["seed"].isin(args.seeds)

@@ -10,6 +10,7 @@ set only.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +72,15 @@ def load_split(name: str, seed: int, data_dir: Path = DEFAULT_DATA_DIR) -> Split
         test = np.r_[normals, anomalies]
     scaler = StandardScaler().fit(X[train])
     return Split(name, seed, scaler.transform(X[train]), scaler.transform(X[test]), y[test])
+
+
+def splits(datasets, seeds, data_dir: Path = DEFAULT_DATA_DIR) -> Iterator[Split]:
+    """Every seed's split of every data set (``datasets=None``: all of ``data_dir``),
+    data set by data set: the loop of every runner (with the options of
+    :func:`add_split_arguments`)."""
+    for dataset in datasets or available(data_dir):
+        for seed in seeds:
+            yield load_split(dataset, seed, data_dir)
 
 
 def add_split_arguments(parser: argparse.ArgumentParser) -> None:

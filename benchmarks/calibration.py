@@ -159,14 +159,12 @@ def main(argv=None) -> pd.DataFrame:
     header = report.header("Conformal false-alarm rates on ADBench", command)
     names = args.detectors if args.detectors is not None else list(registry.package_detectors())
     rows = []
-    for dataset in args.datasets or adbench.available(args.data_dir):
-        for seed in args.seeds:
-            split = adbench.load_split(dataset, seed, args.data_dir)
-            for name in names:
-                rows += cell_rows(name, split)
-                print(f"{dataset:<24}seed {seed}  {name:<28}observed "
-                      + " ".join(f"{row['observed']:.4f}" for row in rows[-len(RATES):]),
-                      flush=True)
+    for split in adbench.splits(args.datasets, args.seeds, args.data_dir):
+        for name in names:
+            rows += cell_rows(name, split)
+            print(f"{split.dataset:<24}seed {split.seed}  {name:<28}observed "
+                  + " ".join(f"{row['observed']:.4f}" for row in rows[-len(RATES):]),
+                  flush=True)
     results = report.stamped(pd.DataFrame(rows)) if rows else pd.DataFrame()
     earlier = [report.kept(pd.read_csv(args.out_dir / f"{n}.csv")) for n in args.include]
     results = pd.concat([results, *earlier], ignore_index=True)

@@ -62,16 +62,7 @@ def ensemble_rows(name: str, split: adbench.Split, n_members: int) -> list[dict]
 
 
 def _summary(results: pd.DataFrame) -> str:
-    table = results.pivot_table(index="dataset", columns="detector", values="auroc") * 100
-    per_seed = results.pivot_table(index=["dataset", "detector"], columns="seed",
-                                   values="auroc") * 100
-    spread = (per_seed.max(axis=1) - per_seed.min(axis=1)).groupby(level="detector").mean()
-    summary = pd.DataFrame({
-        "mean AUROC (x100)": table.mean(),
-        "average rank": table.rank(axis=1, ascending=False).mean(),
-        "mean seed spread (x100)": spread,
-        "median fit (s)": results.groupby("detector")["fit_s"].median(),
-    })
+    summary = report.auroc_summary(results, spread=True, median_fit=True)
     summary.index.name = "ensemble"
     return "## Summary\n\n" + report.markdown_table(summary, "{:.2f}") + "\n"
 
@@ -87,12 +78,10 @@ def main(argv=None) -> pd.DataFrame:
     command = "python -m benchmarks.ensemble " + " ".join(sys.argv[1:] if argv is None else argv)
     header = report.header(f"Seed ensembles of {args.detector}", command)
     rows = []
-    for dataset in args.datasets or adbench.available(args.data_dir):
-        for seed in args.seeds:
-            split = adbench.load_split(dataset, seed, args.data_dir)
-            rows += ensemble_rows(args.detector, split, args.members)
-            print(f"{dataset:<24}seed {seed}  AUROC by size "
-                  + " ".join(f"{row['auroc']:.3f}" for row in rows[-args.members:]), flush=True)
+    for split in adbench.splits(args.datasets, args.seeds, args.data_dir):
+        rows += ensemble_rows(args.detector, split, args.members)
+        print(f"{split.dataset:<24}seed {split.seed}  AUROC by size "
+              + " ".join(f"{row['auroc']:.3f}" for row in rows[-args.members:]), flush=True)
     results = report.stamped(pd.DataFrame(rows))
     report.write_study(results, args.out_dir, args.name, header, args.seeds,
                        _summary(results))

@@ -110,9 +110,8 @@ def _quality_columns(quality_csv: Path, results: pd.DataFrame, datasets: pd.Inde
 
 def _summary(results: pd.DataFrame, name: str, quality_csv: Path) -> str:
     table = results.pivot_table(index="dataset", columns="detector", values="auroc") * 100
-    summary = pd.DataFrame({"mean AUROC (x100)": table.mean(),
-                            "average rank among these scores":
-                                table.rank(axis=1, ascending=False).mean()})
+    summary = report.auroc_summary(results).rename(
+        columns={"average rank": "average rank among these scores"})
     columns = _quality_columns(quality_csv, results, table.index, name)
     if columns is not None:
         ranks, knn = {}, {}
@@ -136,9 +135,7 @@ def _splits(args):
             yield adbench.Split("mixed_types", seed, X_train, X_test,
                                 (labels != "normal").astype(int))
         return
-    for dataset in args.datasets or adbench.available(args.data_dir):
-        for seed in args.seeds:
-            yield adbench.load_split(dataset, seed, args.data_dir)
+    yield from adbench.splits(args.datasets, args.seeds, args.data_dir)
 
 
 def main(argv=None) -> pd.DataFrame:

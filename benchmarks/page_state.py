@@ -60,20 +60,24 @@ SAME_SCORES = ROOT / "benchmarks" / "results" / "same_scores.csv"
 
 
 @functools.cache
-def certified_pairs(path: Path = SAME_SCORES) -> frozenset[tuple[str, str]]:
-    """Pairs of package trees (git tree hashes of ``sklearn_flowod/``) whose default
-    scores ``path`` (:data:`SAME_SCORES`) found equal, from a clean tree."""
-    if not path.exists():
-        return frozenset()
-    pairs = set()
-    with path.open(newline="") as rows:
-        for row in csv.DictReader(rows):
-            if row["equal"] != "True" or row["dirty"] != "False":
-                continue
-            trees = (package_tree(row["commit"]), package_tree(row["against"]))
-            if None not in trees:
-                pairs |= {trees, trees[::-1]}
-    return frozenset(pairs)
+def score_classes(path: Path = SAME_SCORES) -> dict[str, str]:
+    """Package trees (git tree hashes of ``sklearn_flowod/``) -> a representative of
+    the trees ``path`` (:data:`SAME_SCORES`) found to give the same default scores,
+    from a clean tree; equal scores being an equivalence, comparisons chain."""
+    parent: dict[str, str] = {}
+
+    def root(tree: str) -> str:
+        while parent.setdefault(tree, tree) != tree:
+            tree = parent[tree]
+        return tree
+
+    if path.exists():
+        with path.open(newline="") as rows:
+            for row in csv.DictReader(rows):
+                trees = (package_tree(row["commit"]), package_tree(row["against"]))
+                if row["equal"] == "True" and row["dirty"] == "False" and None not in trees:
+                    parent[root(trees[0])] = root(trees[1])
+    return {tree: root(tree) for tree in parent}
 
 
 @functools.cache
@@ -90,7 +94,9 @@ def package_tree(commit: str) -> str | None:
 def certified(commit: str, path: Path = SAME_SCORES) -> bool:
     """Whether ``path`` certifies that the package code of ``commit`` gives the
     default scores of today's (``HEAD``) bit for bit."""
-    return (package_tree(commit), package_tree("HEAD")) in certified_pairs(path)
+    classes = score_classes(path)
+    tree, today = package_tree(commit), package_tree("HEAD")
+    return tree in classes and classes[tree] == classes.get(today)
 
 
 @functools.cache

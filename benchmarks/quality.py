@@ -59,18 +59,15 @@ def evaluate(entry: registry.Entry, split: adbench.Split) -> dict:
     }
 
 
-def evaluate_all(entries: dict[str, registry.Entry], datasets, seeds,
-                 data_dir: Path) -> list[dict]:
+def evaluate_all(entries: dict[str, registry.Entry], splits) -> list[dict]:
     """:func:`evaluate` of every entry on every split, one progress line each."""
     width = max(38, *(len(name) + 1 for name in entries))
     rows = []
-    for dataset in datasets:
-        for seed in seeds:
-            split = adbench.load_split(dataset, seed, data_dir)
-            for name, entry in entries.items():
-                rows.append({**evaluate(entry, split), "detector": name})
-                print(f"{dataset:<24}{name:<{width}}seed {seed}  AUROC "
-                      f"{rows[-1]['auroc']:.3f}  fit {rows[-1]['fit_s']:.1f}s", flush=True)
+    for split in splits:
+        for name, entry in entries.items():
+            rows.append({**evaluate(entry, split), "detector": name})
+            print(f"{split.dataset:<24}{name:<{width}}seed {split.seed}  AUROC "
+                  f"{rows[-1]['auroc']:.3f}  fit {rows[-1]['fit_s']:.1f}s", flush=True)
     return rows
 
 
@@ -128,8 +125,8 @@ def main(argv=None) -> pd.DataFrame:
             parser.error(f"unknown detectors {sorted(unknown)}; known: {sorted(known)}")
         detectors = {name: known[name] for name in args.detectors}
 
-    results = report.stamped(pd.DataFrame(evaluate_all(detectors, datasets, seeds,
-                                                       args.data_dir)))
+    results = report.stamped(pd.DataFrame(evaluate_all(
+        detectors, adbench.splits(datasets, seeds, args.data_dir))))
     if args.include:
         results = pd.concat([results, *_included(args, datasets, seeds, detectors)])
         # a file that itself included another one repeats its rows: keep the first

@@ -229,6 +229,24 @@ def markdown_table(frame: pd.DataFrame, float_format: str = "{:.1f}") -> str:
     return "\n".join(lines) + "\n"
 
 
+def auroc_summary(results: pd.DataFrame, *, spread: bool = False,
+                  median_fit: bool = False) -> pd.DataFrame:
+    """Per detector, over the data sets (seeds averaged): the mean AUROC (x100) and
+    the average rank; with ``spread`` the mean max-min AUROC across seeds (x100),
+    with ``median_fit`` the median fit time (s). The summary every study shows."""
+    table = results.pivot_table(index="dataset", columns="detector", values="auroc") * 100
+    summary = pd.DataFrame({"mean AUROC (x100)": table.mean(),
+                            "average rank": table.rank(axis=1, ascending=False).mean()})
+    if spread:
+        per_seed = results.pivot_table(index=["dataset", "detector"], columns="seed",
+                                       values="auroc") * 100
+        summary["mean seed spread (x100)"] = (
+            per_seed.max(axis=1) - per_seed.min(axis=1)).groupby(level="detector").mean()
+    if median_fit:
+        summary["median fit (s)"] = results.groupby("detector")["fit_s"].median()
+    return summary
+
+
 def quality_tables(results: pd.DataFrame) -> str:
     """Per-dataset means over seeds (AUROC, AP, inlier rate), mean and rank rows.
 

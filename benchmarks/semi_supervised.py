@@ -225,14 +225,12 @@ def main(argv=None) -> pd.DataFrame:
         return results
     rows = []
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    for dataset in args.datasets or adbench.available(args.data_dir):
-        for seed in args.seeds:
-            rows += evaluate_split(adbench.load_split(dataset, seed, args.data_dir),
-                                   args.methods)
-            # the files hold every finished split, so that a cut-off run keeps them
-            results = report.stamped(pd.DataFrame(rows))
-            results.to_csv(csv, index=False, float_format="%.6g")
-            write_page(results, args.out_dir / "semi_supervised.md", header)
+    for split in adbench.splits(args.datasets, args.seeds, args.data_dir):
+        rows += evaluate_split(split, args.methods)
+        # the files hold every finished split, so that a cut-off run keeps them
+        results = report.stamped(pd.DataFrame(rows))
+        results.to_csv(csv, index=False, float_format="%.6g")
+        write_page(results, args.out_dir / "semi_supervised.md", header)
     return results
 
 

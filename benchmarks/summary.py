@@ -34,16 +34,8 @@ TUNED_HERE = ("The package's defaults were chosen on these same data sets, so a 
 
 def summary_table(results: pd.DataFrame) -> pd.DataFrame:
     """Per detector: mean AUROC, average rank, mean seed spread, median fit (s)."""
-    table = results.pivot_table(index="dataset", columns="detector", values="auroc") * 100
-    per_seed = results.pivot_table(index=["dataset", "detector"], columns="seed",
-                                   values="auroc") * 100
-    spread = (per_seed.max(axis=1) - per_seed.min(axis=1)).groupby(level="detector").mean()
-    frame = pd.DataFrame({
-        "mean AUROC (x100)": table.mean(),
-        "average rank": table.rank(axis=1, ascending=False).mean(),
-        "mean seed spread (x100)": spread,
-        "median fit (s)": results.groupby("detector")["fit_s"].median(),
-    }).sort_values("mean AUROC (x100)", ascending=False)
+    frame = report.auroc_summary(results, spread=True, median_fit=True).sort_values(
+        "mean AUROC (x100)", ascending=False)
     package = set(registry.package_detectors()) | set(registry.package_variants())
     frame.insert(0, "kind", ["package" if d in package else "peer" for d in frame.index])
     frame.index.name = "detector"

@@ -154,12 +154,8 @@ def curve_rows(name: str, split: adbench.Split, epochs: int) -> list[dict]:
 
 
 def _summary(results: pd.DataFrame, epochs: int) -> str:
-    table = results.pivot_table(index="dataset", columns="detector", values="auroc") * 100
-    summary = pd.DataFrame({
-        "mean AUROC (x100)": table.mean(),
-        "average rank": table.rank(axis=1, ascending=False).mean(),
-        "median epoch": results.groupby("detector")["epoch"].median(),
-    })
+    summary = report.auroc_summary(results)
+    summary["median epoch"] = results.groupby("detector")["epoch"].median()
     summary.index.name = "detector, rule"
     return (f"Every fit trains {epochs} epochs; the fit times below are of the whole budget. "
             "`best epoch in hindsight` reads the test labels: a ceiling, not a method.\n\n"
@@ -187,16 +183,13 @@ def main(argv=None) -> pd.DataFrame:
         return results
 
     rows: list[dict] = []
-    datasets = (args.datasets or adbench.available(args.data_dir)) if args.detectors else []
-    for dataset in datasets:
-        for seed in args.seeds:
-            split = adbench.load_split(dataset, seed, args.data_dir)
-            for name in args.detectors:
-                rows += curve_rows(name, split, args.epochs)
-                print(f"{dataset:<24}seed {seed}  {name}: "
-                      + " ".join(f"{r['rule']} {r['auroc']:.3f}@{r['epoch']}"
-                                 for r in rows[-len(RULES):]), flush=True)
-        write(rows)  # after every data set: a stopped run keeps its rows
+    for split in adbench.splits(args.datasets, args.seeds, args.data_dir) if args.detectors else []:
+        for name in args.detectors:
+            rows += curve_rows(name, split, args.epochs)
+            print(f"{split.dataset:<24}seed {split.seed}  {name}: "
+                  + " ".join(f"{r['rule']} {r['auroc']:.3f}@{r['epoch']}"
+                             for r in rows[-len(RULES):]), flush=True)
+        write(rows)  # after every split: a stopped run keeps its rows
     return write(rows)
 
 

@@ -597,3 +597,41 @@ def test_the_speed_page_can_be_rewritten_from_its_csv_without_measuring(tmp_path
     page = (tmp_path / "speed.md").read_text()
     assert "rewritten from `speed.csv` without measuring anything" in page
     assert "| FlowDetector | 30 | 3.00 | 2 |" in page
+
+
+@pytest.mark.parametrize("budget", ["5", "5%"])
+def test_the_semi_supervised_designs_keep_labelled_rows_out_of_the_scored_ones(budget):
+    from benchmarks.semi_supervised import labelled_rows
+
+    split = adbench.load_split(adbench.SYNTHETIC, 0)
+    pool = np.flatnonzero(split.y_test == 1)
+    seen_labelled, seen_scored = labelled_rows(split, budget, "seen")
+    assert len(seen_labelled) == (5 if budget == "5" else max(5, round(0.05 * pool.size)))
+    assert not set(seen_labelled) & set(seen_scored)
+    assert set(seen_labelled) | set(seen_scored) == set(pool)
+    novel_labelled, novel_scored = labelled_rows(split, budget, "novel")
+    assert not set(novel_labelled) & set(novel_scored) and len(novel_scored)
+    # the novel anomalies are a k-means part of their own: nearer each other than the known
+    X = split.X_test
+    centre = X[novel_scored].mean(axis=0)
+    assert (np.linalg.norm(X[novel_scored] - centre, axis=1).mean()
+            < np.linalg.norm(X[novel_labelled] - centre, axis=1).mean())
+
+
+def test_the_semi_supervised_page_ends_with_one_summary_line_per_budget_and_condition(tmp_path):
+    from benchmarks import semi_supervised
+
+    rows = [{"dataset": d, "seed": 0, "budget": b, "condition": c, "method": m, "kind": k,
+             "auroc": a, "fit_s": f, "n_labelled": 5, "commit": "abc1234", "dirty": False}
+            for d in ("x", "y") for b in semi_supervised.BUDGETS
+            for c in semi_supervised.CONDITIONS
+            for m, k, a, f in [("FlowDetector", "package", 0.8, 1.0),
+                               ("FlowDetector(labels)", "package", 0.9, 1.5),
+                               ("PyOD KNN", "peer", 0.85, 0.1)]]
+    page = tmp_path / "semi.md"
+    semi_supervised.write_page(pd.DataFrame(rows), page, "# Header\n\n")
+    lines = page.read_text().strip().splitlines()[-4:]
+    assert lines[0] == ("semi-supervised summary: 5 seen: best package FlowDetector(labels) "
+                        "90.00; best peer PyOD KNN 85.00")
+    assert all(line.startswith("semi-supervised summary: ") for line in lines)
+    assert "| FlowDetector | 1.50 |" in page.read_text()  # fit time with labels / without

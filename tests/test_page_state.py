@@ -132,3 +132,9 @@ def test_only_a_clean_equal_comparison_certifies_older_package_code(tmp_path):
         path.write_text("commit,against,dirty,models,equal,differing\n"
                         f"{head},{against},{dirty},18,{equal},\n")
         assert page_state.certified(older, path) == (case == "certified"), case
+    # comparisons chain: today's code against a middle one, the middle one against older
+    middle = _git("rev-parse", "--short", f"{changes[0]}").stdout.strip()
+    path = tmp_path / "chain.csv"
+    path.write_text("commit,against,dirty,models,equal,differing\n"
+                    f"{head},{middle},False,18,True,\n{middle},{older},False,18,True,\n")
+    assert page_state.certified(older, path)
