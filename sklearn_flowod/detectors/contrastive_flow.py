@@ -393,10 +393,13 @@ class ContrastiveFlowDetector(BaseFlowDetector):
         an auxiliary sample below the clamp has no gradient. Known anomalies
         ``a`` are contrastive samples of their own (one per training row,
         with the training noise), beside the auxiliary ones:
-        ``+ known_anomaly_weight * mean(max(log p(a), eps)) / D``. By the
-        paper's eq. (10)-(14) adding them to ``q`` only removes their region
-        from the learned ``(p - q)+``; the generator's samples still shape the
-        rest of it, so anomalies unlike the known ones keep a low density.
+        ``+ known_anomaly_weight * mean(max(log p(a), eps)) / D``: the
+        contrastive data are a mixture of a broad distribution and known
+        anomalies, as in the paper's section 5.3.3 (informed anomaly
+        detection). By eq. (10)-(14) adding them to ``q`` only removes their
+        region from the learned ``(p - q)+``; the generator's samples still
+        shape the rest of it, so anomalies unlike the known ones keep a low
+        density.
         """
         if self._clamp is None:  # the maximum-likelihood warm-up
             return self._nll(module, batch)
