@@ -390,18 +390,20 @@ class LikelihoodRatioDetector(BaseFlowDetector):
         elif not frozen or self.outlier_weight > 0:
             X_aux = self._generate_aux_data(X, seed)
         self.aux_model_ = self._fit_aux_model(X, X_aux, seed)
+        # the outlier rows as the in-distribution flow sees them, with their general
+        # log-density (the known anomalies' rows are the base class's, standardised once)
         self._outlier_data = None
         if self.outlier_weight > 0:
-            self._outlier_data = self._ratio_pairs(X_aux, generator)
+            log_p_g = self._general_log_density(X_aux)
+            self._outlier_data = (self._to_model_input(X_aux, torch.float32, generator), log_p_g)
         self._known_data = None
-        if self._known_rows is not None:
-            self._known_data = self._ratio_pairs(self._known_rows, generator)
+        if self._known is not None:
+            self._known_data = (self._known.rows, self._general_log_density(self._known_rows))
 
-    def _ratio_pairs(self, X: np.ndarray, generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rows as the in-distribution flow sees them, with their general log-density."""
-        log_p_g = self._general_flow().score_samples(X)
-        return (self._to_model_input(X, torch.float32, generator),
-                torch.as_tensor(log_p_g, dtype=torch.float32, device=self.device_))
+    def _general_log_density(self, X: np.ndarray) -> torch.Tensor:
+        """The general flow's log-density of rows ``X``, on the device (float32)."""
+        return torch.as_tensor(self._general_flow().score_samples(X), dtype=torch.float32,
+                               device=self.device_)
 
     def _generate_aux_data(self, X: np.ndarray, seed: int) -> np.ndarray:
         auxiliary = UniformBox(margin=1.0) if self.auxiliary is None else clone(self.auxiliary)
