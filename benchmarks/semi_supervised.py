@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from sklearn.cluster import KMeans
-from sklearn.ensemble import HistGradientBoostingClassifier, IsolationForest
+from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 from sklearn.neighbors import NearestNeighbors
 
@@ -106,11 +106,8 @@ def _labelled_methods(seed: int) -> dict:
 
 def _one_class_methods() -> dict[str, registry.Entry]:
     """Methods that ignore the labels: the package's defaults, PyOD KNN, IsolationForest."""
-    peers = registry.pyod_peers()
-    return {**registry.package_detectors(), "PyOD KNN": peers["PyOD KNN"],
-            "IsolationForest": registry.Entry(
-                lambda seed: IsolationForest(random_state=seed),
-                registry.negated_score_samples, "sklearn")}
+    return {**registry.package_detectors(), "PyOD KNN": registry.pyod_peers()["PyOD KNN"],
+            "IsolationForest": registry.sklearn_peers()["IsolationForest"]}
 
 
 def _auroc(y_test, scores, normal, scored) -> float:
