@@ -71,36 +71,44 @@ def labelled_rows(split: adbench.Split, budget: str,
     return rng.choice(source, min(n_labelled, source.size), replace=False), pool[parts != known]
 
 
-def _knn_ratio(X_train, X_known, X_test) -> np.ndarray:
-    normal = NearestNeighbors(n_neighbors=5).fit(X_train).kneighbors(X_test)[0][:, -1]
-    known = NearestNeighbors(n_neighbors=1).fit(X_known).kneighbors(X_test)[0][:, 0]
-    return normal / np.maximum(normal + known, np.finfo(float).tiny)
+def _knn_ratio(normal: NearestNeighbors, known: NearestNeighbors, X_test) -> np.ndarray:
+    """``d_k / (d_k + d_a)`` from the fitted searches of the normal and labelled rows."""
+    d_k = normal.kneighbors(X_test)[0][:, -1]
+    d_a = known.kneighbors(X_test, n_neighbors=1)[0][:, 0]
+    return d_k / np.maximum(d_k + d_a, np.finfo(float).tiny)
 
 
 def _labelled_methods(seed: int) -> dict:
-    """``fit(X, y) -> anomaly scores of X_test`` per method that reads labels (y: 1 anomaly)."""
+    """``fit(X, y) -> score`` per method that reads labels (y: 1 anomaly), where
+    ``score(X_test)`` gives the anomaly scores: the fit alone is timed."""
     from pyod.models.xgbod import XGBOD
 
     def package(cls):
-        def run(X, y, X_test):
+        def fit(X, y):
             det = cls(random_state=seed, known_anomaly_weight=1.0).fit(X, np.where(y == 1, -1, 1))
-            return -det.score_samples(X_test)
-        return run
+            return lambda X_test: -det.score_samples(X_test)
+        return fit
 
     def classifier(make):
-        def run(X, y, X_test):
-            return make().fit(X, y).predict_proba(X_test)[:, 1]
-        return run
+        def fit(X, y):
+            model = make().fit(X, y)
+            return lambda X_test: model.predict_proba(X_test)[:, 1]
+        return fit
 
-    def xgbod(X, y, X_test):  # its decision_function is the anomaly probability
-        return XGBOD(random_state=seed).fit(X, y).decision_function(X_test)
+    def xgbod(X, y):  # its decision_function is the anomaly probability
+        return XGBOD(random_state=seed).fit(X, y).decision_function
+
+    def knn_ratio(X, y):
+        normal = NearestNeighbors(n_neighbors=5).fit(X[y == 0])
+        known = NearestNeighbors(n_neighbors=1).fit(X[y == 1])
+        return lambda X_test: _knn_ratio(normal, known, X_test)
 
     methods = {f"{name}{LABELS}": package(getattr(sklearn_flowod, name))
                for name in registry.package_detectors()}
     methods["HistGradientBoosting"] = classifier(
         lambda: HistGradientBoostingClassifier(class_weight="balanced", random_state=seed))
     methods["PyOD XGBOD"] = xgbod
-    methods["kNN ratio"] = lambda X, y, X_test: _knn_ratio(X[y == 0], X[y == 1], X_test)
+    methods["kNN ratio"] = knn_ratio
     return methods
 
 
@@ -140,15 +148,16 @@ def evaluate_split(split: adbench.Split, methods: list[str] | None = None) -> li
         for (budget, condition), (_, scored) in designs.items():
             record(name, kind, budget, condition, _auroc(split.y_test, scores, normal, scored),
                    fit_s, 0)
-    for name, run in _labelled_methods(split.seed).items():
+    for name, fit in _labelled_methods(split.seed).items():
         if methods and name not in methods:
             continue
         for (budget, condition), (labelled, scored) in designs.items():
             X = np.vstack([split.X_train, split.X_test[labelled]])
             y = np.r_[np.zeros(len(split.X_train), int), np.ones(len(labelled), int)]
             start = time.perf_counter()
-            scores = run(X, y, split.X_test)
+            score = fit(X, y)
             fit_s = time.perf_counter() - start
+            scores = score(split.X_test)
             kind = "package" if name.endswith(LABELS) else "peer"
             record(name, kind, budget, condition, _auroc(split.y_test, scores, normal, scored),
                    fit_s, len(labelled))

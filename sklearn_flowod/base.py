@@ -355,16 +355,18 @@ class BaseDeepDetector(ModulePersistence, ExplanationMixin, ConformalMixin, Outl
                 for name in ("_known", "_known_rows", *self._fit_temporaries):
                     self.__dict__.pop(name, None)
         self._store_history(history)
-        train_scores = self._fit_scoring(split[0], seed)
+        train_scores = self._fit_scoring(split[0], seed, X_known)
         self._calibrate_on_validation(X, split[1])
         self.offset_ = float(self._fit_offset(X, train_scores))
         return self
 
-    def _fit_scoring(self, X_train: np.ndarray, seed: int) -> np.ndarray | None:
+    def _fit_scoring(self, X_train: np.ndarray, seed: int,
+                     X_known: np.ndarray | None = None) -> np.ndarray | None:
         """Fit what scoring needs beside ``module_`` (default: nothing).
 
         Called once the module is finished, with the training split (the
-        validated rows the network was trained on, without the held-out ones).
+        validated rows the network was trained on, without the held-out ones)
+        and the known anomalies (None without them).
         Returns those rows' anomaly scores when scoring them differs from
         scoring new rows (None otherwise), for :meth:`_fit_offset`.
         """

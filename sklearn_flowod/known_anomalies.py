@@ -15,7 +15,11 @@ default) ignores ``y`` as before. A float ``w >= 0`` makes ``fit`` split
 * the known anomalies (``y == -1``) enter each detector's loss with weight
   ``w``, the way its paper's method takes anomalous samples (the detector's
   ``_loss`` says how). The score is the detector's usual one, of the network
-  so trained; the model keeps no known anomaly.
+  so trained; where it holds nearest-neighbour distances (``n_neighbors``
+  set), two more parts compare the distance to the nearest known anomaly
+  with that to the k-th normal neighbour (:mod:`sklearn_flowod.neighbours`),
+  and the model then keeps the known anomalies beside its reference rows.
+  Otherwise the model keeps no known anomaly.
 
 Without a row marked -1 the fit is one-class, as with ``None``; with no row
 marked +1 ``fit`` refuses, since the method learns from normal rows. Labels

@@ -5,10 +5,19 @@ distances: to the k-th nearest reference row in the standardised input, and
 between the network's codes ``INN(x)``, where the training rows lie (nearly)
 standard normal. Each of the three parts is standardised by its median and
 interquartile range over the reference rows (their distances leave the row
-itself out) and the three are summed. ``benchmarks/latent_neighbours.py``
+itself out) and the parts are summed. ``benchmarks/latent_neighbours.py``
 measured this sum against each part alone, on the dev sets and on the
 mixed-type table: a density ranks poorly on data with many clusters or
 discrete columns, a distance where scales differ between regions.
+
+**Known anomalies.** A detector fitted with known anomalies (see
+:mod:`sklearn_flowod.known_anomalies`) adds two parts, one per space:
+``d_k / (d_k + d_a)``, with ``d_a`` the distance to the nearest known
+anomaly, standardised on the reference rows like the others. It is near 1
+where a known anomaly lies nearer than the k-th normal neighbour and near 0
+deep among the normal rows, so it lifts the rows that resemble a known
+anomaly and leaves a row far from every known one (a new pattern) to the
+other parts. ``benchmarks/semi_supervised.py`` measures it.
 
 With ``contamination="auto"`` a detector's ``offset_`` is then Tukey's upper
 fence (Q3 + 1.5 IQR) of the fit rows' scores, each training row scored
@@ -18,8 +27,9 @@ leaving itself out.
 rows (up to :data:`MAX_REFERENCE_ROWS` standardised training rows, from which
 the training values are recovered exactly with the stored ``mean_`` and
 ``scale_``) and their codes (which reveal the same rows, the network being
-invertible); a pickled detector carries both. ``n_neighbors=None`` keeps no
-training row.
+invertible), and the known anomalies it was given with their codes; a
+pickled detector carries them all. ``n_neighbors=None`` keeps no training
+row and no known anomaly.
 
 **The search.** :class:`ExactNeighbours` finds candidates by a float32 matrix
 product over blocks of rows, keeps per row the groups of
@@ -176,10 +186,14 @@ class ExactNeighbours:
 
 
 class NeighbourScore:
-    """The standardised sum of a network's score and two k-th nearest-neighbour distances.
+    """The standardised sum of a network's score and k-th nearest-neighbour distances.
 
     Made by :meth:`fit` from the training split, then called on every scored
-    batch: ``neighbour_score(score, batch, codes)``.
+    batch: ``neighbour_score(score, batch, codes)``. With known anomalies two
+    more parts join the sum, one in each space: the ratio
+    ``d_k / (d_k + d_a)`` of the k-th neighbour distance among the normal
+    rows to the distance ``d_a`` to the nearest known anomaly (see
+    :func:`known_ratio`).
 
     Parameters
     ----------
@@ -189,19 +203,27 @@ class NeighbourScore:
         The network's codes of ``rows`` (float64).
     n_neighbors : int
         Which neighbour's distance is taken (at most ``n_reference - 1``).
+    known, known_codes : Tensor of shape (n_known, n_features) and (n_known, n_latent), optional
+        The known anomalies in the network's input space and their codes
+        (float64); None without known anomalies.
     """
 
-    def __init__(self, rows: torch.Tensor, codes: torch.Tensor, n_neighbors: int):
+    def __init__(self, rows: torch.Tensor, codes: torch.Tensor, n_neighbors: int,
+                 known: torch.Tensor | None = None, known_codes: torch.Tensor | None = None):
         self.inputs, self.codes = ExactNeighbours(rows), ExactNeighbours(codes)
         self.n_neighbors = n_neighbors
-        self.center = torch.zeros(3, dtype=rows.dtype, device=rows.device)
-        self.scale = torch.ones(3, dtype=rows.dtype, device=rows.device)
+        self.known_inputs = None if known is None else ExactNeighbours(known)
+        self.known_codes = None if known is None else ExactNeighbours(known_codes)
+        n_parts = 3 if known is None else 5
+        self.center = torch.zeros(n_parts, dtype=rows.dtype, device=rows.device)
+        self.scale = torch.ones(n_parts, dtype=rows.dtype, device=rows.device)
 
     @classmethod
     def fit(cls, X_train: np.ndarray, n_neighbors: int, seed: int, *,
             to_model: Callable[[np.ndarray], torch.Tensor],
-            apply: Callable, scored_codes: Callable, owner: str = "detector"):
-        """Keep the reference rows and standardise the three parts on them.
+            apply: Callable, scored_codes: Callable, owner: str = "detector",
+            known: np.ndarray | None = None):
+        """Keep the reference rows and standardise the parts on them.
 
         Parameters
         ----------
@@ -223,6 +245,8 @@ class NeighbourScore:
             score and codes of a batch.
         owner : str
             The detector's name, for the warning.
+        known : ndarray of shape (n_known, n_features), optional
+            The validated known anomalies, kept for the two ratio parts.
 
         Returns
         -------
@@ -242,7 +266,13 @@ class NeighbourScore:
                           UserWarning, stacklevel=4)
         rows = to_model(reference)
         codes = apply(reference, _CodesOf(scored_codes))
-        self = cls(rows, torch.as_tensor(codes, device=rows.device), min(n_neighbors, largest))
+        known_rows = known_codes = None
+        if known is not None:
+            known_rows = to_model(known)
+            known_codes = torch.as_tensor(apply(known, _CodesOf(scored_codes)),
+                                          device=rows.device)
+        self = cls(rows, torch.as_tensor(codes, device=rows.device), min(n_neighbors, largest),
+                   known_rows, known_codes)
 
         def parts(module, batch):  # the reference rows themselves: leave each one out
             return self.parts(*scored_codes(module, batch), batch, leave_out=True)
@@ -259,7 +289,7 @@ class NeighbourScore:
         if "rows" in state:  # saved before the search had its own object (format 1)
             state = {**state, "inputs": ExactNeighbours(state.pop("rows")),
                      "codes": ExactNeighbours(state["codes"])}
-        self.__dict__.update(state)
+        self.__dict__.update({"known_inputs": None, "known_codes": None, **state})
 
     def to(self, device: torch.device | str) -> NeighbourScore:
         """A copy whose tensors live on ``device``."""
@@ -270,11 +300,15 @@ class NeighbourScore:
 
     def parts(self, score: torch.Tensor, codes: torch.Tensor, batch: torch.Tensor,
               leave_out: bool = False) -> torch.Tensor:
-        """The unstandardised parts of every row, shape (n_rows, 3)."""
-        return torch.stack([score.to(self.center.dtype),
-                            self.inputs.kth_distance(batch, self.n_neighbors, leave_out),
-                            self.codes.kth_distance(codes, self.n_neighbors, leave_out)],
-                           dim=1)
+        """The unstandardised parts of every row, shape (n_rows, 3), or (n_rows, 5)
+        with known anomalies."""
+        inputs = self.inputs.kth_distance(batch, self.n_neighbors, leave_out)
+        latent = self.codes.kth_distance(codes, self.n_neighbors, leave_out)
+        parts = [score.to(self.center.dtype), inputs, latent]
+        if self.known_inputs is not None:
+            parts += [known_ratio(inputs, self.known_inputs.kth_distance(batch, 1)),
+                      known_ratio(latent, self.known_codes.kth_distance(codes, 1))]
+        return torch.stack(parts, dim=1)
 
     def combine(self, parts: torch.Tensor) -> torch.Tensor:
         """The sum of the standardised parts."""
@@ -296,14 +330,22 @@ class NeighbourScore:
         return 8 * n_candidates * width
 
     def row_macs(self) -> float:
-        """Multiply-adds per scored row of both searches."""
-        return float(self.inputs.rows.shape[0] * (self.inputs.rows.shape[1]
-                                                  + self.codes.rows.shape[1]))
+        """Multiply-adds per scored row of the searches."""
+        searches = [self.inputs, self.codes, self.known_inputs, self.known_codes]
+        return float(sum(search.rows.shape[0] * search.rows.shape[1]
+                         for search in searches if search is not None))
 
     @property
     def n_reference(self) -> int:
         """How many training rows (and codes) the score keeps."""
         return int(self.inputs.rows.shape[0])
+
+
+def known_ratio(normal: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """``d_k / (d_k + d_a)``: near 1 where the nearest known anomaly is much nearer
+    than the k-th normal neighbour, near 0 deep among normal rows (0 where both
+    distances are 0). It ranks as ``log d_k - log d_a`` does, bounded."""
+    return normal / (normal + known).clamp_min(torch.finfo(normal.dtype).tiny)
 
 
 def robust_scale(parts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -101,18 +101,49 @@ def test_the_threshold_and_calibration_come_from_normal_rows_only(cls):
     assert attributions.shape == (5, 2) and np.all(attributions >= 0)
 
 
-@pytest.mark.parametrize("cls", [ContrastiveFlowDetector, DeepSVDDDetector])
-def test_a_model_fitted_with_known_anomalies_pickles(cls):
+@pytest.mark.parametrize(("cls", "params", "keeps_known"), [
+    (ContrastiveFlowDetector, {}, True),
+    (ContrastiveFlowDetector, {"n_neighbors": None}, False),
+    (DeepSVDDDetector, {}, False)])
+def test_a_model_fitted_with_known_anomalies_pickles(cls, params, keeps_known):
     X, y = _toy()
-    det = cls(known_anomaly_weight=1.0, **FAST).fit(X, y)
+    det = cls(known_anomaly_weight=1.0, **params, **FAST).fit(X, y)
     saved = pickle.dumps(det)
     again = pickle.loads(saved)
     np.testing.assert_array_equal(again.score_samples(X), det.score_samples(X))
-    # no known anomaly is kept, raw or standardised, in float64 or float32
+    # the neighbour score keeps the known anomalies; without it no known anomaly
+    # is kept, raw or standardised, in float64 or float32
     known = X[y == -1]
+    if keeps_known:
+        assert again.neighbours_.known_inputs.rows.shape == known.shape
+        return
     for rows in (known, (known - det.mean_) / det.scale_):
         for dtype in (np.float64, np.float32):
             assert not any(value.tobytes() in saved for value in rows.astype(dtype).ravel())
+
+
+@pytest.mark.parametrize("cls", [FlowDetector, ContrastiveFlowDetector,
+                                 InvertibleOneClassDetector, LikelihoodRatioDetector])
+def test_known_anomalies_join_the_neighbour_score(cls):
+    X, y = _toy()
+    normal = X[y == 1]
+    plain = cls(**FAST).fit(normal)
+    # weight 0: the one-class training, the known anomalies in the score only
+    known = cls(known_anomaly_weight=0.0, **FAST).fit(X, y)
+    assert plain.neighbours_.center.shape == (3,) and known.neighbours_.center.shape == (5,)
+    for ours, theirs in zip(known.module_.state_dict().values(),
+                            plain.module_.state_dict().values(), strict=True):
+        np.testing.assert_array_equal(ours.cpu().numpy(), theirs.cpu().numpy())
+    probes = CORNER + 0.2 * np.random.RandomState(1).normal(size=(50, 2))
+
+    def share_above(det):  # the share of normal rows scored more anomalous than a probe
+        normal_scores = det.score_samples(normal)
+        return np.mean(normal_scores[None, :] < det.score_samples(probes)[:, None], axis=1)
+
+    assert np.median(share_above(known)) < np.median(share_above(plain))
+    # a row far from every normal row and every known anomaly is still flagged
+    unlike = np.array([[-5.0, -5.0], [5.0, -5.0], [-5.0, 5.0]])
+    assert np.all(known.predict(unlike) == -1)
 
 
 def _frame(seed=0):

@@ -94,6 +94,15 @@ def test_a_column_transformer_pipeline_exports_whole(detector, data):
     _check_same_scores(model, pipeline, X_test)
 
 
+@pytest.mark.parametrize("cls", [FlowDetector, InvertibleOneClassDetector])
+def test_known_anomalies_in_the_neighbour_score_export(cls):
+    X_train, X_test = _dev_set("6_cardio")
+    y = np.where(np.arange(len(X_train)) % 50 == 0, -1, 1)  # some rows as known anomalies
+    fitted = cls(max_epochs=3, random_state=0, known_anomaly_weight=1.0).fit(X_train, y)
+    assert fitted.neighbours_.center.shape == (5,)
+    _check_same_scores(skl2onnx.to_onnx(fitted, X_train[:1]), fitted, X_test)
+
+
 def test_a_model_without_neighbours_exports_weights_only():
     X_train, X_test = _fraud_rows()
     detector = FlowDetector(max_epochs=3, random_state=0, n_neighbors=None).fit(X_train)

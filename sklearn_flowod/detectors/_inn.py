@@ -106,9 +106,11 @@ class BaseINNDetector(BaseDeepDetector):
         """
         return self._anomaly_score(module, batch), module(batch, jac=False)[0]
 
-    def _fit_scoring(self, X_train: np.ndarray, seed: int) -> np.ndarray | None:
+    def _fit_scoring(self, X_train: np.ndarray, seed: int,
+                     X_known: np.ndarray | None = None) -> np.ndarray | None:
         """With ``n_neighbors``: the :class:`~sklearn_flowod.neighbours.NeighbourScore`
-        of the training split, and its rows' leave-one-out scores."""
+        of the training split (and of the known anomalies), and its rows'
+        leave-one-out scores."""
         self.neighbours_ = None
         self.n_neighbors_ = None
         if self.n_neighbors is None:
@@ -116,7 +118,7 @@ class BaseINNDetector(BaseDeepDetector):
         self.neighbours_, train_scores = NeighbourScore.fit(
             X_train, self.n_neighbors, seed,
             to_model=self._reference_rows, apply=self._apply_fitted,
-            scored_codes=self._scored_codes, owner=type(self).__name__)
+            scored_codes=self._scored_codes, owner=type(self).__name__, known=X_known)
         self.n_neighbors_ = self.neighbours_.n_neighbors
         return train_scores
 

@@ -397,7 +397,7 @@ class LikelihoodRatioDetector(BaseFlowDetector):
             log_p_g = self._general_log_density(X_aux)
             self._outlier_data = (self._to_model_input(X_aux, torch.float32, generator), log_p_g)
         self._known_data = None
-        if self._known is not None:
+        if self._known is not None and self.known_anomaly_weight:  # weight 0: one-class
             self._known_data = (self._known.rows, self._general_log_density(self._known_rows))
 
     def _general_log_density(self, X: np.ndarray) -> torch.Tensor:

@@ -127,12 +127,20 @@ def kth_distance(g: Graph, x: str, reference: np.ndarray, k: int) -> str:
 
 
 def neighbour_score(g: Graph, score: str, x: str, codes: str, neighbours) -> str:
-    """The default score: the standardised sum of the network's score and the two
-    k-th neighbour distances (:class:`~sklearn_flowod.neighbours.NeighbourScore`)."""
+    """The default score: the standardised sum of the network's score, the two
+    k-th neighbour distances and, with known anomalies, the two ratios
+    (:class:`~sklearn_flowod.neighbours.NeighbourScore`)."""
     k = neighbours.n_neighbors
     parts = [score,
              kth_distance(g, x, neighbours.inputs.rows.cpu().numpy(), k),
              kth_distance(g, codes, neighbours.codes.rows.cpu().numpy(), k)]
+    if getattr(neighbours, "known_inputs", None) is not None:  # d_k / (d_k + d_a)
+        for normal, rows, known in ((parts[1], x, neighbours.known_inputs),
+                                    (parts[2], codes, neighbours.known_codes)):
+            nearest = kth_distance(g, rows, known.rows.cpu().numpy(), 1)
+            total = g.op("Max", g.op("Add", normal, nearest),
+                         g.const(np.array(np.finfo(np.float64).tiny)))
+            parts.append(g.op("Div", normal, total))
     center = neighbours.center.cpu().numpy()
     scale = neighbours.scale.cpu().numpy()
     total = None
