@@ -5,8 +5,8 @@ distances: to the k-th nearest reference row in the standardised input, and
 between the network's codes ``INN(x)``, where the training rows lie (nearly)
 standard normal. Each of the three parts is standardised by its median and
 interquartile range over the reference rows (their distances leave the row
-itself out) and the parts are summed. ``benchmarks/latent_neighbours.py``
-measured this sum against each part alone, on the dev sets and on the
+itself out) and the parts are summed. The decision pages "nearest
+neighbours" of the benchmarks measured this sum against each part alone, on the dev sets and on the
 mixed-type table: a density ranks poorly on data with many clusters or
 discrete columns, a distance where scales differ between regions.
 
@@ -40,7 +40,7 @@ coordinate differences. The float32 product only chooses candidates, and a
 bound on its rounding certifies that no other row is nearer (rows it cannot
 certify are searched in float64): a distance is exact to float64 rounding and
 never depends on the rows it is batched with
-(``benchmarks/results/neighbour_search.md`` compares the candidate engines).
+(``benchmarks/results/neighbour_search.md`` compared the candidate engines).
 """
 
 from __future__ import annotations

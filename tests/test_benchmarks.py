@@ -15,7 +15,6 @@ from benchmarks.instrumented_fit import instrumented_fit
 from sklearn_flowod import (
     ContrastiveFlowDetector,
     FlowDetector,
-    InvertibleOneClassDetector,
     LikelihoodRatioDetector,
 )
 
@@ -226,28 +225,6 @@ def test_a_slowdown_statistic_is_marked_where_a_stopped_fit_can_change_it():
     assert _bounded(values, stopped, "median") == "≥ 2.50"
 
 
-def test_ab_marks_default_cells_slower_than_their_noise():
-    import pandas as pd
-
-    from benchmarks.ab import compare
-
-    def run(label, flow, flow_large):
-        return pd.DataFrame({
-            "detector": ["FlowDetector", "FlowDetector"],
-            "setup": ["batch 256", "batch 4096"], "features": [8, 8],
-            "samples_per_s": [flow, flow_large], "run": label})
-
-    old = pd.concat([run("old 1", 100.0, 100.0), run("old 2", 104.0, 104.0)])
-    table = compare(old, run("new 1", 90.0, 50.0)).set_index("setup")
-    assert table.loc["batch 256", "noise"] == pytest.approx(4.0 / 102.0)
-    assert table.loc["batch 256", "slower_than_noise"]
-    # a large batch is not on the default path
-    assert not table.loc["batch 4096", "default_path"]
-    assert not table.loc["batch 4096", "slower_than_noise"]
-    within = compare(old, run("new 1", 99.0, 99.0)).set_index("setup")
-    assert not within.loc["batch 256", "slower_than_noise"]
-
-
 RESULT_CSV = """dataset,detector,seed,auroc,ap,inlier_rate,fit_s,score_s,commit,dirty
 a,FlowDetector,0,0.9,0.5,0.9,1.0,0.1,abc1234,False
 b,FlowDetector,0,0.8,0.4,0.9,1.0,0.1,abc1234,False
@@ -384,26 +361,6 @@ def test_ablation_parts_run_apart_are_summarised_together(tmp_path):
         ablation.main(["DeepSVDDDetector", "--name", "none", *common])
 
 
-def test_the_ensemble_runner_averages_the_members_anomaly_scores(tmp_path):
-    # member 0 is the single detector of quality.py; k members score by the mean
-    from sklearn.metrics import roc_auc_score
-
-    from benchmarks import ensemble
-    from sklearn_flowod import DeepSVDDDetector
-
-    results = ensemble.main(["DeepSVDDDetector", "--members", "2", "--datasets",
-                             adbench.SYNTHETIC, "--seeds", "0", "--name", "ensemble",
-                             "--out-dir", str(tmp_path)])
-    split = adbench.load_split(adbench.SYNTHETIC, 0)
-    scores = [DeepSVDDDetector(random_state=seed).fit(split.X_train).anomaly_score(split.X_test)
-              for seed in (0, ensemble.MEMBER_SEED_STEP)]
-    single, pair = results.sort_values("members")["auroc"]
-    assert single == pytest.approx(roc_auc_score(split.y_test, scores[0]), abs=1e-12)
-    assert pair == pytest.approx(roc_auc_score(split.y_test, np.mean(scores, axis=0)), abs=1e-12)
-    summary = (tmp_path / "ensemble.md").read_text().split("## Summary")[1].split("##")[0]
-    assert "DeepSVDDDetector, 2 member(s)" in summary and "mean seed spread" in summary
-
-
 def test_the_calibration_runner_records_every_rate_and_merges_parts(tmp_path):
     from benchmarks import calibration
     from sklearn_flowod import DeepSVDDDetector
@@ -490,67 +447,6 @@ def test_the_summary_names_the_detector_to_start_with_and_rewrites_only_its_bloc
     written = readme.read_text()
     assert written.startswith("intro\n") and written.endswith("outro\n") and "old" not in written
     assert (tmp_path / "quality_summary.md").read_text() == text
-
-
-def test_the_neighbour_study_scores_with_one_fit_and_sums_standardised_scores(tmp_path):
-    from sklearn.metrics import roc_auc_score
-    from sklearn.neighbors import NearestNeighbors
-
-    from benchmarks import latent_neighbours
-
-    results = latent_neighbours.main(["FlowDetector", "--datasets", adbench.SYNTHETIC,
-                                      "--seeds", "0", "--name", "nn", "--out-dir",
-                                      str(tmp_path)])
-    assert len(results) == 6 and results["fit_s"].nunique() == 1
-    split = adbench.load_split(adbench.SYNTHETIC, 0)
-    distance = NearestNeighbors(n_neighbors=5).fit(split.X_train).kneighbors(split.X_test)[0]
-    auroc = results.set_index("detector")["auroc"]
-    assert auroc["FlowDetector: kNN, input"] == pytest.approx(
-        roc_auc_score(split.y_test, distance[:, -1]), abs=1e-12)
-    # leaving the row itself out: a training row's distance is never zero
-    assert latent_neighbours.kth_distances(split.X_train, split.X_train, leave_out=True).min() > 0
-    summary = (tmp_path / "nn.md").read_text().split("## Summary")[1].split("## AUROC")[0]
-    assert "FlowDetector: score + kNN, input + kNN, latent" in summary
-
-
-def test_the_training_length_study_picks_each_rules_epoch_from_one_curve(tmp_path):
-    # `python -m benchmarks.training_length` on the synthetic table: one fixed-budget fit
-    # per detector, four rows (one per rule) whose epochs lie in the budget
-    from benchmarks import training_length
-
-    results = training_length.main(["InvertibleOneClassDetector", "--epochs", "3",
-                                    "--datasets", adbench.SYNTHETIC, "--seeds", "0",
-                                    "--name", "length", "--out-dir", str(tmp_path)])
-    assert list(results["rule"]) == training_length.RULES
-    assert results["epoch"].between(1, 3).all()
-    assert results["auroc"].max() == results.loc[results["rule"] == "best epoch in hindsight",
-                                                 "auroc"].item()
-    assert (tmp_path / "length.md").read_text().count("best epoch in hindsight") >= 2
-
-
-def test_the_training_length_early_stop_keeps_the_epoch_a_default_fit_keeps():
-    # the probe replays the package's EarlyStopping on its fixed-budget curve: the epoch
-    # it reports is the one a fit with the default patience and tolerance keeps
-    from benchmarks import training_length
-
-    split = adbench.load_split(adbench.SYNTHETIC, 0)
-    rows = training_length.curve_rows("InvertibleOneClassDetector", split, epochs=24)
-    kept = {row["rule"]: row["epoch"] for row in rows}
-    default = InvertibleOneClassDetector(random_state=0, max_epochs=24).fit(split.X_train)
-    assert default.n_epochs_ < 24  # the default fit stopped early: the replay must too
-    assert kept["early stopping"] == default.best_epoch_
-    assert kept["last epoch"] == 24
-
-
-def test_the_neighbour_search_study_finds_the_package_exact_and_writes_its_tables(tmp_path):
-    from benchmarks import neighbour_search
-
-    results = neighbour_search.main(["--quick", "--out-dir", str(tmp_path)])
-    package = results[results["engine"] == "package ExactNeighbours"]
-    assert len(package) == len(neighbour_search.QUICK)
-    assert (package["max_relative_error"] < 1e-12).all()
-    page = (tmp_path / "neighbour_search.md").read_text()
-    assert "scikit-learn brute (float64)" in page and "over scikit-learn" in page
 
 
 def test_the_scoring_cells_run_every_detector_beside_the_peers_with_default_threads(
