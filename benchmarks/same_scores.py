@@ -6,7 +6,8 @@ Usage (from the project root, on a clean tree)::
     python -m benchmarks.same_scores --against 1a2b3c4  # e.g. the commit of the pages
 
 Fits every package detector with its defaults (and the variants the
-benchmarks name) on the splits of :data:`SPLITS`, once with the package code
+benchmarks name, and each detector with known anomalies as
+``semi_supervised.py`` fits it) on the splits of :data:`SPLITS`, once with the package code
 of HEAD and once with that of ``--against`` (checked out in a temporary git
 worktree), each in a fresh process with torch's default threads, and
 compares a SHA-256 of each model's ``score_samples`` on the test rows and its
@@ -42,6 +43,9 @@ RESULTS = ROOT / "benchmarks" / "results" / "same_scores.csv"
 #: (data set, seed) pairs the scores are compared on: the package's own table and two
 #: ADBench sets (a continuous and a partly discrete one).
 SPLITS = [(adbench.SYNTHETIC, 0), ("6_cardio", 0), ("29_Pima", 0)]
+#: Known anomalies of each detector's labelled fit (``known_anomaly_weight=1.0``),
+#: as ``benchmarks/semi_supervised.py`` fits them.
+KNOWN = 5
 
 
 def fingerprints(data_dir: Path = adbench.DEFAULT_DATA_DIR) -> dict[str, str]:
@@ -52,12 +56,21 @@ def fingerprints(data_dir: Path = adbench.DEFAULT_DATA_DIR) -> dict[str, str]:
     out = {}
     for dataset, seed in SPLITS:
         split = adbench.load_split(dataset, seed, data_dir)
+        # the known anomalies of the labelled fits: the test set's first five
+        known = split.X_test[np.flatnonzero(split.y_test == 1)[:KNOWN]]
+        X_labelled = np.vstack([split.X_train, known])
+        y_labelled = np.r_[np.ones(len(split.X_train), int), -np.ones(len(known), int)]
         for name, entry in models.items():
-            model = entry.make(seed).fit(split.X_train)
-            digest = hashlib.sha256(np.ascontiguousarray(
-                model.score_samples(split.X_test), dtype=np.float64).tobytes())
-            digest.update(np.float64(model.offset_).tobytes())
-            out[f"{dataset}/{name}"] = digest.hexdigest()
+            fits = [(name, {}, (split.X_train,))]
+            if name in registry.package_detectors():
+                fits.append((f"{name}(labels)", {"known_anomaly_weight": 1.0},
+                             (X_labelled, y_labelled)))
+            for label, params, data in fits:
+                model = entry.make(seed).set_params(**params).fit(*data)
+                digest = hashlib.sha256(np.ascontiguousarray(
+                    model.score_samples(split.X_test), dtype=np.float64).tobytes())
+                digest.update(np.float64(model.offset_).tobytes())
+                out[f"{dataset}/{label}"] = digest.hexdigest()
     return out
 
 
