@@ -15,9 +15,9 @@ The graph has the outputs skl2onnx gives ``IsolationForest``: ``label``
 ``decision_function``, shape (n, 1), in the input's float type). It computes
 in float64, as the package scores: the rows are cast once at the input.
 The default score's nearest-neighbour part is included, its reference rows
-(standardised training rows, and their codes) as constants: the file then
-holds up to ``MAX_REFERENCE_ROWS`` training rows, as a pickled detector
-does; with ``n_neighbors=None`` it holds weights only. Scoring needs
+(standardised training rows, and their codes, and any known anomalies the
+detector was fitted with) as constants: the file then holds up to
+``MAX_REFERENCE_ROWS`` training rows, as a pickled detector does; with ``n_neighbors=None`` it holds weights only. Scoring needs
 onnxruntime alone (neither torch nor this package).
 
 Not exported (a ``NotImplementedError`` at conversion): the flows and the
