@@ -17,8 +17,9 @@ in float64, as the package scores: the rows are cast once at the input.
 The default score's nearest-neighbour part is included, its reference rows
 (standardised training rows, and their codes, and any known anomalies the
 detector was fitted with) as constants: the file then holds up to
-``MAX_REFERENCE_ROWS`` training rows, as a pickled detector does; with ``n_neighbors=None`` it holds weights only. Scoring needs
-onnxruntime alone (neither torch nor this package).
+``MAX_REFERENCE_ROWS`` training rows, as a pickled detector does; with
+``n_neighbors=None`` it holds weights only. Scoring needs onnxruntime alone
+(neither torch nor this package).
 
 Not exported (a ``NotImplementedError`` at conversion): the flows and the
 likelihood ratio fitted on one feature (their density integrates the
