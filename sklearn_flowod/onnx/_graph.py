@@ -134,7 +134,7 @@ def neighbour_score(g: Graph, score: str, x: str, codes: str, neighbours) -> str
     parts = [score,
              kth_distance(g, x, neighbours.inputs.rows.cpu().numpy(), k),
              kth_distance(g, codes, neighbours.codes.rows.cpu().numpy(), k)]
-    if getattr(neighbours, "known_inputs", None) is not None:  # d_k / (d_k + d_a)
+    if neighbours.known_inputs is not None:  # d_k / (d_k + d_a)
         for normal, rows, known in ((parts[1], x, neighbours.known_inputs),
                                     (parts[2], codes, neighbours.known_codes)):
             nearest = kth_distance(g, rows, known.rows.cpu().numpy(), 1)
