@@ -820,7 +820,7 @@ def main(argv=None) -> pd.DataFrame:
         results = pd.concat([earlier[matmul], results, kept], ignore_index=True)
     page += report.provenance(results, "section")
     if earlier is not None and not args.sections:
-        page += ("\nThis page was rewritten from `speed.csv` without measuring anything: the "
+        page += (f"\nThis page was rewritten from `{args.name}.csv` without measuring anything: the "
                  "commit of each section's rows is listed above, and the torch threads, load "
                  "and duration above are those of the rewrite.\n")
     elif earlier is not None:
