@@ -5,16 +5,13 @@ the detectors call in their main training loop only, not in a warm-up, a
 pretraining or the likelihood ratio's general flow) measures, for one
 ``fit``:
 
-* the matmul FLOPs of one training step (forward and backward of the
-  detector's own loss on a real batch), per training row, counted before the
-  first step;
 * the time of the main loop (the fit's set-up, any pre-training and the
-  threshold scoring are outside it);
+  threshold scoring are outside it) and the rows through its steps;
 * optionally, a held-out AUROC after every epoch, the time spent evaluating
-  being subtracted from the loop's clock.
+  being subtracted from the loop's clock and from the fit's
+  (``FitRecord.fit_s``).
 
-The time spent counting FLOPs and evaluating is subtracted from the fit's
-clock too (``FitRecord.fit_s``). The measurement sees what a user's fit runs.
+The measurement sees what a user's fit runs.
 """
 
 from __future__ import annotations
@@ -28,19 +25,16 @@ from sklearn.metrics import roc_auc_score
 
 from sklearn_flowod.callbacks import Callback
 
-from .flops import count_flops
-
 
 @dataclass
 class FitRecord:
     """What one instrumented fit measured."""
 
     fit_s: float = 0.0  # wall-clock time of the fit, without the measurement's own
-    instrumentation_s: float = 0.0  # counting FLOPs and checking the AUROC
+    instrumentation_s: float = 0.0  # checking the AUROC
     train_s: float = 0.0
     n_samples_seen: int = 0  # rows that went into its optimisation steps
     n_epochs: int = 0
-    flops_per_sample: float = 0.0
     curve: list[tuple[int, float, float]] = field(default_factory=list)  # epoch, s, auroc
 
     @property
@@ -48,25 +42,9 @@ class FitRecord:
         """Training rows through the main loop's optimisation steps per second."""
         return self.n_samples_seen / self.train_s
 
-    def time_to_auroc(self, target: float) -> float:
-        """Fit time until the held-out AUROC first reached ``target`` (inf if never).
-
-        The fit's time outside the main loop (set-up, pre-training and
-        threshold scoring) is counted in full.
-        """
-        return self.fit_s - self.train_s + first_time_reaching(self.curve, target)
-
-
-def first_time_reaching(curve, target: float) -> float:
-    """Seconds of the first ``(epoch, seconds, auroc)`` entry with ``auroc >= target``.
-
-    ``inf`` when no epoch reached it.
-    """
-    return next((seconds for _, seconds, auroc in curve if auroc >= target), float("inf"))
-
 
 class _Measure(Callback):
-    """Counts a step's FLOPs, times the loop and checks the held-out AUROC after every
+    """Times the loop and checks the held-out AUROC after every
     completed epoch (the first callback of the loop, so that its end-of-training
     check sees the last weights, before early stopping restores the best ones)."""
 
@@ -74,17 +52,6 @@ class _Measure(Callback):
         self.detector, self.evaluation, self.record = detector, evaluation, record
 
     def on_train_begin(self, state) -> None:
-        batch = state.X_train[: state.config.batch_size]
-        generator = torch.Generator(device=batch.device).manual_seed(0)
-        state.module.train()
-
-        def step():
-            state.loss_fn(state.module, batch, generator).backward()
-
-        counting = time.perf_counter()
-        self.record.flops_per_sample = count_flops(step) / batch.shape[0]
-        state.module.zero_grad(set_to_none=True)
-        self.record.instrumentation_s += time.perf_counter() - counting
         self.epochs, self.spent, self.start = 0, 0.0, time.perf_counter()
 
     def on_check(self, state) -> None:

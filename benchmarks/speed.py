@@ -1,13 +1,13 @@
-"""Training and scoring speed of the package's detectors, against the machine's limit.
+"""Training and scoring speed of the package's detectors, beside IsolationForest and kNN.
 
 Usage (from the project root, ``pip install -e ".[bench,distributed]"``)::
 
     python -m benchmarks.speed            # the full run (its duration: see speed.md)
     python -m benchmarks.speed --quick    # a small grid, to check that it runs
 
-Every measurement runs with ``--threads`` torch threads (default 1: the
-networks are small, one thread per process is their fastest use of a core,
-and the matmul rate and every MFU then refer to one core).
+The fit measurements run with ``--threads`` torch threads (default 1: the
+networks are small, and one thread per process is their fastest use of a
+core); scoring and the default fit run with the user's thread variables.
 
 Writes ``benchmarks/results/speed.csv`` (one row per measurement, a
 ``section`` column says which, ``commit`` and ``dirty`` the code it was
@@ -15,31 +15,14 @@ made with; rows kept by ``--update`` keep their own), ``speed.md`` (the tables) 
 ``docs/figures/speed_fit_time.png`` (fit time against the number of rows).
 Sections:
 
-* ``matmul``: the dense float32 and float64 matrix-product rates of this
-  machine with the threads the run uses; model-FLOP utilisation (MFU) is
-  measured against them (:mod:`benchmarks.flops`).
-* ``throughput``: training rows per second of every package detector on
-  standard normal data, n rows x d features, at its default batch size and
-  at a large batch, timed inside the main training loop
-  (:mod:`benchmarks.instrumented_fit`), with the matmul FLOPs of a training
-  step and the MFU (against a matmul rate measured beside each measurement).
 * ``fit_time``: the default fit's wall-clock time for every n (d = 32).
-* ``convergence``: on a synthetic fraud-like table, the held-out AUROC after
-  every epoch of a 100-epoch run of each detector, the time its default fit
-  needs to come within 0.5 AUROC points of that converged value, and the
-  same for a plain torch + FrEIA training loop of the flow's network
-  (:mod:`benchmarks.reference_flow`); the overhead ratio is the ratio of
-  their training rows per second, the time ratio that of their times to the
-  reference's converged AUROC.
 * ``large_table``: the flows' default fit on a 280,000 x 30 fraud-like table.
 * ``scoring``: rows per second of every detector's anomaly score beside PyOD's
   kNN and IsolationForest on the same rows, at 30 features (10,000 training
   rows, 1e6 rows scored) and 512 features (5,000 training rows, 2e5 rows),
   each in a fresh process with torch's default threads
   (:mod:`benchmarks.scoring_memory`); the peak memory of scoring 1e7 rows;
-  matmul FLOPs per row (MFU against a float64 matmul rate measured beside
-  each measurement), and the reference loop's float32 scoring rate.
-* ``pyod``: PyOD's DeepSVDD and AutoEncoder fit throughput at the same epochs.
+  matmul FLOPs per row.
 * ``distributed``: scoring 1e7 rows with ``score_partitions`` on a local Dask
   cluster against in-process (:mod:`benchmarks.distributed_scoring`).
 * ``default_fit``: what a user gets, in a fresh process with torch's default
@@ -57,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
@@ -73,27 +55,13 @@ from . import page_state, registry, report
 from .default_fit import BUSY_LIMIT_FACTOR, QUICK_WIDE_SHAPE, WIDE_SHAPE
 from .default_fit import DATASETS as DEFAULT_FIT_DATASETS
 from .default_fit import QUICK_DATASETS as QUICK_DEFAULT_FIT_DATASETS
-from .flops import matmul_rate
-from .instrumented_fit import first_time_reaching, instrumented_fit
-from .reference_flow import reference_scoring_rate, train_reference_flow
+from .instrumented_fit import instrumented_fit
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 FIGURE_DIR = Path(__file__).resolve().parent.parent / "docs" / "figures"
-LARGE_BATCH = 4096
-#: AUROC points below the converged value that still count as converged.
-TOLERANCE = 0.005
-#: A throughput cell is the fastest of up to this many fits, repeated while
-#: they have taken less than FIT_BUDGET_S seconds in all.
-FIT_REPEATS = 3
-FIT_BUDGET_S = 5.0
 
 FULL = {
     "rows": [1_000, 10_000, 100_000],
-    "features": [8, 32, 128, 512],
-    "compile_features": [32, 128],
-    "throughput_rows": 40_960,  # 10 batches of 4,096 rows per epoch
-    "convergence_rows": 20_000,
-    "convergence_epochs": 100,
     "large_rows": 280_000,
     # (training rows, rows scored, features): every detector and peer
     "scoring": [(10_000, [1_000_000], 30), (5_000, [200_000], 512)],
@@ -107,11 +75,6 @@ FULL = {
 }
 QUICK = {
     "rows": [1_000, 10_000],
-    "features": [8, 32],
-    "compile_features": [32],
-    "throughput_rows": 2_000,
-    "convergence_rows": 4_000,
-    "convergence_epochs": 5,
     "large_rows": 20_000,
     "scoring": [(2_000, [20_000], 30), (1_000, [5_000], 64)],
     "scoring_memory": [("FlowDetector", 2_000, 100_000, 30)],
@@ -125,91 +88,6 @@ QUICK = {
 def _make(entry, **params):
     detector = entry.make(0)
     return detector.set_params(device="cpu", **params)
-
-
-def _configurations(entry, d: int, grid: dict):
-    """(label, parameters) of the training set-ups measured for one detector."""
-    default_batch = entry.make(0).batch_size
-    configs = [(f"batch {batch}", {"batch_size": batch})
-               for batch in sorted({default_batch, LARGE_BATCH})]
-    if "compile" in entry.make(0).get_params() and d in grid["compile_features"]:
-        configs.append((f"batch {LARGE_BATCH}, compiled",
-                        {"batch_size": LARGE_BATCH, "compile": True}))
-    return configs
-
-
-def _warm_up(entry, params: dict, X) -> None:
-    """Compile a compiled set-up's graphs, as a fresh process would, before it is timed.
-
-    The graphs compiled for earlier cells are dropped first: otherwise a term
-    compiled before for other shapes is recompiled with symbolic shapes
-    (dynamo's automatic dynamic shapes), slower code than a process that fits
-    one configuration gets.
-    """
-    if params.get("compile"):
-        torch._dynamo.reset()
-        _make(entry, max_epochs=1, validation_fraction=None, **params).fit(X)
-
-
-def throughput(grid: dict, rates: dict, log) -> list[dict]:
-    rows = []
-    rng = np.random.default_rng(0)
-    for d in grid["features"]:
-        X = rng.standard_normal((grid["throughput_rows"], d))
-        for name, entry in registry.package_detectors().items():
-            for label, params in _configurations(entry, d, grid):
-                _warm_up(entry, params, X)
-                record, rate = _timed_beside_matmul(
-                    lambda entry=entry, params=params, X=X: instrumented_fit(
-                        _make(entry, max_epochs=2, validation_fraction=None, **params), X))
-                rows.append({
-                    "section": "throughput", "detector": name, "setup": label,
-                    "rows": X.shape[0], "features": d,
-                    "samples_per_s": record.samples_per_s,
-                    "flops_per_sample": record.flops_per_sample,
-                    "matmul_rate": rate,
-                    "mfu": record.flops_per_sample * record.samples_per_s / rate,
-                    "mfu_run_rate": (record.flops_per_sample * record.samples_per_s
-                                     / rates["float32"]),
-                })
-                log(f"throughput {name} d={d} {label}: "
-                    f"{record.samples_per_s:,.0f} rows/s, MFU {rows[-1]['mfu']:.1%} "
-                    f"({rows[-1]['mfu_run_rate']:.1%} of the run's rate)")
-    return rows
-
-
-def _timed_beside_matmul(fit, repeats: int = FIT_REPEATS, budget_s: float = FIT_BUDGET_S):
-    """The fastest of up to ``repeats`` instrumented fits, and the float32 matmul rate.
-
-    Fits are repeated while they have taken less than ``budget_s`` in all; the
-    matmul rate is taken around them (:func:`_beside_matmul`).
-    """
-
-    def fastest():
-        best, spent = None, 0.0
-        for _ in range(repeats):
-            start = time.perf_counter()
-            record = fit()
-            spent += time.perf_counter() - start
-            if best is None or record.samples_per_s > best.samples_per_s:
-                best = record
-            if spent >= budget_s:
-                break
-        return best
-
-    return _beside_matmul(fastest, torch.float32)
-
-
-def _beside_matmul(measure, dtype: torch.dtype):
-    """``measure()`` and the ``dtype`` matmul rate measured right before and after it.
-
-    The higher of the two rates is returned, so that an MFU compares rates
-    taken under the same conditions of the machine (a shared host's speed
-    drifts over a run).
-    """
-    before = matmul_rate(dtype, seconds=1.0)
-    result = measure()
-    return result, max(before, matmul_rate(dtype, seconds=1.0))
 
 
 def fit_time(grid: dict, log) -> list[dict]:
@@ -235,76 +113,6 @@ def _fraud_split(n_rows: int, n_features: int = 30, seed: int = 0):
     X, y = make_fraud_like(n_rows + n_test, n_components=n_features - 4, random_state=seed)
     X_train = X[:n_rows][y[:n_rows] == 0]
     return X_train, (X[n_rows:], y[n_rows:])
-
-
-#: The reference loop each detector's main loop is compared with: the one
-#: computing the same loss (the contrastive flow's two passes per row, or
-#: the maximum-likelihood loop).
-REFERENCES = {"flow": "reference FrEIA loop (batch 256)",
-              "contrastive": "reference contrastive FrEIA loop (batch 256)"}
-
-
-def _reference_of(name: str) -> str:
-    return "contrastive" if name.startswith("ContrastiveFlowDetector") else "flow"
-
-
-def convergence(grid: dict, log) -> list[dict]:
-    X_train, evaluation = _fraud_split(grid["convergence_rows"])
-    epochs = grid["convergence_epochs"]
-    rows, references = [], {}
-    for kind, label in REFERENCES.items():
-        curve = train_reference_flow(X_train, evaluation, epochs=epochs,
-                                     contrastive=kind == "contrastive")
-        final = curve[-1][2]
-        references[kind] = {
-            "auroc": final, "time": first_time_reaching(curve, final - TOLERANCE),
-            "rate": X_train.shape[0] * epochs / curve[-1][1],
-        }
-        rows.append({"section": "convergence", "detector": label, "reference": label,
-                     "rows": X_train.shape[0], "features": X_train.shape[1],
-                     "converged_auroc": final, "default_auroc": np.nan,
-                     "time_to_converged_s": references[kind]["time"],
-                     "epochs_to_converged": next(e for e, _, auroc in curve
-                                                 if auroc >= final - TOLERANCE),
-                     "time_ratio": 1.0, "samples_per_s": references[kind]["rate"],
-                     "overhead_ratio": 1.0})
-        log(f"{label}: AUROC {final:.4f} after {epochs} epochs, within 0.5 points "
-            f"after {references[kind]['time']:.1f} s")
-    setups = [(name, entry, {}) for name, entry in registry.package_detectors().items()]
-    for name in ["FlowDetector", "ContrastiveFlowDetector"]:
-        entry = registry.package_detectors()[name]
-        defaults = entry.make(0)
-        for batch in [1024, LARGE_BATCH]:
-            # Adam's step grows with the square root of the batch (the noise of a
-            # batch-mean gradient shrinks so)
-            rate = defaults.learning_rate * math.sqrt(batch / defaults.batch_size)
-            setups.append((f"{name} (batch {batch}, learning rate {rate:g}, compiled)", entry,
-                           {"batch_size": batch, "learning_rate": rate, "compile": True}))
-    for name, entry, params in setups:
-        _warm_up(entry, params, X_train)
-        long_detector = _make(entry, max_epochs=epochs, **params).fit(X_train)
-        converged = _test_auroc(long_detector, evaluation)
-        default = _make(entry, **params)
-        record = instrumented_fit(default, X_train, evaluation=evaluation)
-        seconds = record.time_to_auroc(converged - TOLERANCE)
-        kind = _reference_of(name)
-        reference = references[kind]
-        rows.append({
-            "section": "convergence", "detector": name,
-            "reference": REFERENCES[kind], "rows": X_train.shape[0],
-            "features": X_train.shape[1], "converged_auroc": converged,
-            "default_auroc": _test_auroc(default, evaluation),
-            "time_to_converged_s": seconds, "default_fit_s": record.fit_s,
-            "reference_auroc": reference["auroc"],
-            "time_to_reference_s": record.time_to_auroc(reference["auroc"] - TOLERANCE),
-            "samples_per_s": record.samples_per_s,
-        })
-        rows[-1]["time_ratio"] = reference["time"] / rows[-1]["time_to_reference_s"]
-        rows[-1]["overhead_ratio"] = record.samples_per_s / reference["rate"]
-        log(f"convergence {name}: converged AUROC {converged:.4f}, reached in {seconds:.1f} s; "
-            f"reference's AUROC reached in {rows[-1]['time_to_reference_s']:.1f} s; "
-            f"overhead ratio {rows[-1]['overhead_ratio']:.2f}")
-    return rows
 
 
 def _test_auroc(detector, evaluation) -> float:
@@ -338,7 +146,7 @@ SCORING_PEERS = ["PyOD KNN", "IsolationForest"]
 SCORING_REPEATS = 2
 
 
-def scoring(grid: dict, rates: dict, user_threads: dict[str, str | None], log) -> list[dict]:
+def scoring(grid: dict, user_threads: dict[str, str | None], log) -> list[dict]:
     """Rows per second and peak memory of every detector's anomaly score.
 
     Each measurement runs in a fresh process with the user's thread variables
@@ -351,49 +159,17 @@ def scoring(grid: dict, rates: dict, user_threads: dict[str, str | None], log) -
              for n in sizes for name in names]
     cells += [(name, train, n, d, 1) for name, train, n, d in grid["scoring_memory"]]
     for name, train, n, d, repeats in cells:
-        out, rate = _beside_matmul(lambda name=name, n=n, d=d, train=train, repeats=repeats:
-                                   subprocess.run(
+        out = subprocess.run(
             [sys.executable, "-m", "benchmarks.scoring_memory", name, str(n), str(d),
              "--train-rows", str(train), "--repeats", str(repeats)],
             capture_output=True, text=True, check=True, env=_user_environment(user_threads),
-            cwd=Path(__file__).resolve().parent.parent,
-        ), torch.float64)
+            cwd=Path(__file__).resolve().parent.parent)
         result = json.loads(out.stdout.strip().splitlines()[-1])
-        flops_per_s = result["flops_per_row"] * result["rows_per_s"]
-        result.update(section="scoring", matmul_rate=rate, mfu=flops_per_s / rate,
-                      mfu_run_rate=flops_per_s / rates["float64"])
+        result.update(section="scoring")
         rows.append(result)
         log(f"scoring {name} d={d} train={train} n={n}: {result['rows_per_s']:,.0f} rows/s "
             f"({result['torch_threads']} threads), scoring peak "
             f"{result['scoring_peak_bytes'] / 2**20:,.0f} MiB")
-    reference = reference_scoring_rate(30)
-    rows.append({"section": "scoring", "detector": "reference FrEIA loop (float32)",
-                 "rows": 200_000, "features": 30, "rows_per_s": reference})
-    return rows
-
-
-def pyod(grid: dict, log) -> list[dict]:
-    n, epochs = grid["throughput_rows"], 5
-    X = np.random.default_rng(2).standard_normal((n, 32))
-    models = {}
-    for name in ["PyOD DeepSVDD", "PyOD AutoEncoder"]:
-        model = registry.pyod_peers()[name].make(0)
-        if hasattr(model, "kwargs"):  # DeepSVDD, built at fit time (see the registry)
-            model.kwargs["epochs"] = epochs
-        else:
-            model.set_params(epoch_num=epochs)
-        models[name] = model
-    for name in ["DeepSVDDDetector", "InvertibleOneClassDetector", "FlowDetector"]:
-        models[name] = _make(registry.package_detectors()[name], max_epochs=epochs,
-                             validation_fraction=None)
-    rows = []
-    for name, model in models.items():
-        start = time.perf_counter()
-        model.fit(X)
-        seconds = time.perf_counter() - start
-        rows.append({"section": "pyod", "detector": name, "rows": n, "features": 32,
-                     "epochs": epochs, "samples_per_s": n * epochs / seconds})
-        log(f"{name}: {rows[-1]['samples_per_s']:,.0f} rows/s")
     return rows
 
 
@@ -468,38 +244,8 @@ def _counts_as_int(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def _tables(results: pd.DataFrame, rates: dict) -> str:
-    parts = [
-        "## This machine's dense matmul rate",
-        "",
-        f"float32: {rates['float32'] / 1e9:.1f} GFLOP/s, float64: {rates['float64'] / 1e9:.1f} "
-        f"GFLOP/s; torch threads: {rates['threads']} (2048 x 2048 products, best of "
-        "several). Model-FLOP utilisation (MFU) = matmul FLOPs per row x rows per second / "
-        "this rate (float32 for training, the precision it runs in).",
-        "",
-    ]
-    section = results[results["section"] == "throughput"]
-    if len(section):
-        pairs = zip(section["samples_per_s"], section["mfu"], strict=True)
-        cells = section.assign(cell=[f"{_rows_per_s(v)} ({m:.0%})" for v, m in pairs])
-        table = cells.pivot_table(index=["detector", "setup"], columns="features",
-                                  values="cell", aggfunc="first")
-        table.index = [f"{d}, {setup}" for d, setup in table.index]
-        table.columns = [f"d = {int(c)}" for c in table.columns]
-        low, high = section["matmul_rate"].min() / 1e9, section["matmul_rate"].max() / 1e9
-        parts += ["## Training throughput: rows per second (MFU)", "",
-                  f"{int(section['rows'].iloc[0]):,} standard normal rows; timed inside the "
-                  "main training loop over two epochs (no validation split), the fastest "
-                  f"of up to {FIT_REPEATS} such fits within {FIT_BUDGET_S:g} s. The MFU of "
-                  "each cell is measured against the float32 matmul rate taken right "
-                  "before and right after its fits (the higher of the two; they ranged from "
-                  f"{low:.1f} to {high:.1f} GFLOP/s in this run), so that both rates come "
-                  "from the same state of the machine; `speed.csv` also has the MFU "
-                  "against the rate above (`mfu_run_rate`). Compiled cells are compiled by "
-                  "a warm-up fit first, after the graphs of earlier cells were dropped. "
-                  "FLOPs are those of the loss as written, for the contrastive flow both "
-                  "terms on every row.", "",
-                  report.markdown_table(table), ""]
+def _tables(results: pd.DataFrame) -> str:
+    parts = []
     section = results[results["section"] == "fit_time"]
     if len(section):
         table = section.pivot_table(index="detector", columns="rows", values="fit_s")
@@ -507,9 +253,6 @@ def _tables(results: pd.DataFrame, rates: dict) -> str:
         parts += ["## Default fit time in seconds (d = 32)", "",
                   "Figure: `docs/figures/speed_fit_time.png`.", "",
                   report.markdown_table(table), ""]
-    section = results[results["section"] == "convergence"]
-    if len(section):
-        parts += _convergence_table(section)
     section = results[results["section"] == "large_table"]
     if len(section):
         table = section.set_index("detector").reindex(columns=[
@@ -525,13 +268,6 @@ def _tables(results: pd.DataFrame, rates: dict) -> str:
     section = results[results["section"] == "scoring"]
     if len(section):
         parts += _scoring_tables(section)
-    section = results[results["section"] == "pyod"]
-    if len(section):
-        table = section.set_index("detector")[["rows", "features", "epochs", "samples_per_s"]]
-        table = table.assign(samples_per_s=table["samples_per_s"].map(_rows_per_s))
-        parts += ["## Fit throughput next to PyOD (rows per second)", "",
-                  "Whole `fit` at each library's defaults except the epochs.", "",
-                  report.markdown_table(_counts_as_int(table)), ""]
     section = results[results["section"] == "distributed"]
     if len(section):
         table = section.set_index("setting")[["rows", "features", "rows_per_s",
@@ -549,7 +285,7 @@ def _tables(results: pd.DataFrame, rates: dict) -> str:
 
 def _scoring_tables(section: pd.DataFrame) -> list[str]:
     """Rows per second beside the peers, per table shape; then memory."""
-    measured = section[section["detector"] != "reference FrEIA loop (float32)"]
+
     parts = ["## Scoring: rows per second beside kNN and IsolationForest", "",
              "The anomaly score (default parameters; the package's detectors trained two "
              "epochs, which does not change the cost of a row) of float32 standard normal "
@@ -559,7 +295,7 @@ def _scoring_tables(section: pd.DataFrame) -> list[str]:
              "detectors keep their training split (85% of those rows) as neighbours, "
              f"PyOD KNN all of them. Relative: rows per second over {SCORING_PEERS[0]}'s "
              "in the same column.", ""]
-    for (d, train, n), cell in measured.groupby(["features", "train_rows", "rows"]):
+    for (d, train, n), cell in section.groupby(["features", "train_rows", "rows"]):
         if cell["detector"].nunique() < 3:  # a memory-only cell
             continue
         rates = cell.set_index("detector")["rows_per_s"]
@@ -570,7 +306,7 @@ def _scoring_tables(section: pd.DataFrame) -> list[str]:
                                   "{:.0f}".format)})
         parts += [f"### {int(d)} features, {int(train):,} training rows, {int(n):,} rows scored",
                   "", report.markdown_table(table), ""]
-    table = measured.set_index(["detector", "features", "rows"])[
+    table = section.set_index(["detector", "features", "rows"])[
         ["rows_per_s", "flops_per_row", "scoring_peak_bytes", "output_bytes"]].copy()
     table["rows_per_s"] = table["rows_per_s"].map(_rows_per_s)
     for column in ["scoring_peak_bytes", "output_bytes"]:
@@ -578,20 +314,12 @@ def _scoring_tables(section: pd.DataFrame) -> list[str]:
     table = table.rename(columns={"scoring_peak_bytes": "scoring peak (MiB)",
                                   "output_bytes": "output (MiB)"})
     table.index = [f"{name}, d = {int(d)}, {int(n):,} rows" for name, d, n in table.index]
-    reference = section[section["detector"] == "reference FrEIA loop (float32)"]
     parts += ["### Memory and FLOPs", "",
               "Scoring peak: peak resident memory minus the resident memory just before "
               "scoring (input already in memory; the output array is part of the peak). "
               "FLOPs per row are the network's float64 matmul FLOPs plus, with neighbours, "
-              "the float32 products of both searches. No utilisation is given: the cells run "
-              "on torch's default threads and in two precisions, while the matmul rates "
-              "above are those of one thread.",
+              "the float32 products of both searches.",
               "", report.markdown_table(table, "{:,.0f}"), ""]
-    if len(reference):
-        parts += [f"A plain float32 FrEIA forward pass of the flow's network with untrained "
-                  f"weights (the reference loop) scores "
-                  f"{_rows_per_s(reference['rows_per_s'].iloc[0])} rows per second at 30 "
-                  "features on one thread.", ""]
     return parts
 
 
@@ -687,41 +415,6 @@ def _default_fit_tables(section: pd.DataFrame) -> list[str]:
     return parts
 
 
-def _convergence_table(section: pd.DataFrame) -> list[str]:
-    table = section.set_index("detector").reindex(columns=[
-        "rows", "converged_auroc", "default_auroc", "time_to_converged_s",
-        "default_fit_s", "time_to_reference_s", "time_ratio", "samples_per_s",
-        "overhead_ratio"])
-    for column in ["converged_auroc", "default_auroc"]:
-        table[column] = table[column] * 100
-    references = section[section["detector"] == section["reference"]]
-    names = {REFERENCES["flow"]: "the maximum-likelihood loop",
-             REFERENCES["contrastive"]: "the contrastive loop"}
-    reached = [f"{names.get(row.detector, row.detector)} got there after "
-               f"{int(row.epochs_to_converged)} epochs" for row in references.itertuples()]
-    text = ("Converged AUROC: after 100 epochs of the same configuration (the "
-            "references: their own 100-epoch value). Time to converged: fit time of the "
-            "default configuration until its held-out AUROC, checked after every "
-            "epoch, is within 0.5 points of that value. Each detector is compared with "
-            "the reference loop that computes its loss: the contrastive flow with the "
-            "contrastive loop (eq. 3, every batch and a feature-shuffled copy of it "
-            "through the flow), every other detector with the maximum-likelihood "
-            "loop. Overhead ratio: training rows per second of the detector's main loop "
-            "(rows that went into its optimisation steps) divided by its reference "
-            "loop's (both over their whole training); it compares loops that reach an "
-            "equal final AUROC where the two converged AUROCs are within 0.5 points or "
-            "the detector's is higher. Time ratio: the reference loop's time to within "
-            "0.5 points of its 100-epoch AUROC divided by the detector's time to the "
-            "same AUROC, the detector's set-up included (" + "; ".join(reached) + "). "
-            "Compiled set-ups were compiled by a warm-up fit in the same process before "
-            "they were timed, after the graphs compiled for earlier cells were dropped "
-            "(as in a process that fits one configuration); their learning rate is the "
-            "default's times the square root of the batch-size ratio. Fit times leave "
-            "out the benchmark's own FLOP counting and AUROC checks.")
-    return ["## Time to the converged AUROC on a fraud-like table", "", text, "",
-            report.markdown_table(_counts_as_int(table), "{:.2f}"), ""]
-
-
 def _figure(results: pd.DataFrame, path: Path) -> None:
     import matplotlib
 
@@ -742,8 +435,7 @@ def _figure(results: pd.DataFrame, path: Path) -> None:
     page_state.stamp_png(path, ",".join(report.row_commits(section)))
 
 
-SECTIONS = ["throughput", "fit_time", "convergence", "large_table", "scoring", "pyod",
-            "distributed", "default_fit"]
+SECTIONS = ["fit_time", "large_table", "scoring", "distributed", "default_fit"]
 
 
 def main(argv=None) -> pd.DataFrame:
@@ -757,7 +449,7 @@ def main(argv=None) -> pd.DataFrame:
     )
     parser.add_argument(
         "--threads", type=int, default=1,
-        help="torch threads of every measurement (and of the matmul rate the MFU refers to)",
+        help="torch threads of the fit measurements",
     )
     parser.add_argument("--name", default="speed", help="stem of the result files")
     parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
@@ -781,30 +473,14 @@ def main(argv=None) -> pd.DataFrame:
              f"before the run: {load}\n")
     csv_path = args.out_dir / f"{args.name}.csv"
     earlier = pd.read_csv(csv_path) if args.update and csv_path.exists() else None
-    if earlier is not None:  # the kept sections' utilisation was computed with these
-        matmul = earlier[earlier["section"] == "matmul"].set_index("dtype")
-        rates = {"float32": float(matmul.loc["float32", "flops_per_s"]),
-                 "float64": float(matmul.loc["float64", "flops_per_s"]),
-                 "threads": int(matmul["torch_threads"].iloc[0])}
-    else:
-        rates = {"float32": matmul_rate(torch.float32), "float64": matmul_rate(torch.float64),
-                 "threads": torch.get_num_threads()}
-    rows = [] if earlier is not None else [
-        {"section": "matmul", "detector": "", "dtype": dtype, "flops_per_s": rates[dtype],
-         "torch_threads": rates["threads"]} for dtype in ["float32", "float64"]]
+    rows = []
     for section in args.sections:
-        if section == "throughput":
-            rows += throughput(grid, rates, log)
-        elif section == "fit_time":
+        if section == "fit_time":
             rows += fit_time(grid, log)
-        elif section == "convergence":
-            rows += convergence(grid, log)
         elif section == "large_table":
             rows += large_table(grid, log)
         elif section == "scoring":
-            rows += scoring(grid, rates, user_threads, log)
-        elif section == "pyod":
-            rows += pyod(grid, log)
+            rows += scoring(grid, user_threads, log)
         elif section == "default_fit":
             rows += default_fit(grid, user_threads, log)
         else:  # compares torch's default threads in-process with one per worker
@@ -813,25 +489,28 @@ def main(argv=None) -> pd.DataFrame:
             torch.set_num_threads(args.threads)
     page += f"- duration of the run: {(time.perf_counter() - started) / 60:.0f} min\n"
     results = report.stamped(pd.DataFrame(rows))
-    if earlier is not None:  # the kept rows (the matmul rates first) keep their commits
+    if earlier is not None:  # the kept rows keep their commits
         earlier = report.kept(earlier)
-        matmul = earlier["section"] == "matmul"
-        kept = earlier[~matmul & ~earlier["section"].isin(args.sections)]
-        results = pd.concat([earlier[matmul], results, kept], ignore_index=True)
+        kept = earlier[~earlier["section"].isin(args.sections)]
+        results = pd.concat([results, kept], ignore_index=True)
+    page_path = args.out_dir / f"{args.name}.md"
+    rewrite = earlier is not None and not args.sections
+    if rewrite and page_path.exists():  # the header of the run that measured the rows
+        page = page_path.read_text().split("- rows from commits:")[0]
     page += report.provenance(results, "section")
-    if earlier is not None and not args.sections:
-        page += (f"\nThis page was rewritten from `{args.name}.csv` without measuring anything: the "
-                 "commit of each section's rows is listed above, and the torch threads, load "
-                 "and duration above are those of the rewrite.\n")
+    if rewrite:
+        page += (f"\nThis page was rewritten from `{args.name}.csv` without measuring "
+                 f"anything, at {report.this_run()[0]}: the header above is that of the run "
+                 "that measured the rows, the commit of each section's rows is listed above.\n")
     elif earlier is not None:
-        page += ("\nSections " + ", ".join(sorted(set(kept["section"]))) + " and the matmul "
-                 "rates are kept from an earlier run (see the git history of this file for "
+        page += ("\nSections " + ", ".join(sorted(set(kept["section"]))) + " are kept "
+                 "from an earlier run (see the git history of this file for "
                  "its header).\n")
-    page += "\n" + _tables(results, rates)
+    page += "\n" + _tables(results)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     # enough digits that a later --update renders the kept sections unchanged
     results.to_csv(csv_path, index=False, float_format="%.10g")
-    (args.out_dir / f"{args.name}.md").write_text(page)
+    page_path.write_text(page)
     if (results["section"] == "fit_time").any():  # drawn from the rows, run now or kept
         figure_dir = FIGURE_DIR if args.out_dir == RESULTS_DIR else args.out_dir
         _figure(results, figure_dir / f"{args.name}_fit_time.png")
