@@ -407,7 +407,7 @@ def _default_fit_tables(section: pd.DataFrame) -> list[str]:
                   "columns), fitted as above (idle, torch's default threads "
                   f"({threads})); the IsolationForest fits alternate with them.", "",
                   report.markdown_table(_counts_as_int(table), "{:.2f}"), ""]
-    errors = section[section["error"].fillna("") != ""]
+    errors = section[section["error"].notna() & (section["error"].astype(str) != "")]
     if len(errors):
         parts += ["Fits that raised (blank cells above): " + "; ".join(
             f"{row.detector} on {row.dataset} ({row.condition}): {row.error}"
