@@ -1,17 +1,8 @@
 """Scoring throughput: ``score_partitions`` on a local dask cluster vs in-process.
 
-Usage (from the project root, with the ``distributed`` extra installed)::
-
-    python -m benchmarks.distributed_scoring --out-dir /tmp/dask   # 1e7 rows x 8 features
-    python -m benchmarks.distributed_scoring --rows 1000000 --repeats 1 --out-dir /tmp/dask
-
-The committed measurement is the Dask section of ``benchmarks/results/speed.md``
-(``python -m benchmarks.speed --update --sections distributed``), which calls
-:func:`measure`. Run alone, this module writes ``<out-dir>/distributed_scoring.csv``
-(one row per setting, with the ``commit`` and ``dirty`` state of the code that
-made it) and ``distributed_scoring.md`` (run metadata, configuration and the
-table) for a closer look; ``--out-dir`` is required, so that no second page on
-the question lands in ``benchmarks/results``.
+:func:`measure` makes the Dask section of ``benchmarks/results/speed.md``
+(``python -m benchmarks.speed --update --sections distributed``; the
+``distributed`` extra installed).
 
 Protocol: one small detector is fitted in-process. The rows are generated on
 the cluster (float32, standard normal) and held in the workers' memory; the
@@ -26,19 +17,13 @@ reported; both results are checked equal.
 
 from __future__ import annotations
 
-import argparse
-import os
 import statistics
-import sys
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
-
-from . import report
 
 
 @dataclass(frozen=True)
@@ -184,79 +169,3 @@ def measure(config: ScoringConfig | None = None, *, log=print) -> pd.DataFrame:
     results["rows_per_s"] = results["rows"] / results["median_s"]
     results["equal_to_in_process"] = [True, equal_single, equal]
     return results
-
-
-def markdown(results: pd.DataFrame, config: ScoringConfig, command: str, load: str) -> str:
-    """The result page: run metadata, configuration and the throughput table."""
-    text = report.header("Scoring throughput: local dask cluster vs in-process", command)
-    text += report.provenance(results, "setting")
-    cluster_libs = ", ".join(f"{name} {report._version(name)}" for name in ["dask", "distributed"])
-    table = results.set_index("setting")[
-        ["rows", "features", "workers", "threads_per_worker", "torch_threads_per_task",
-         "median_s", "min_s", "rows_per_s", "equal_to_in_process"]
-    ].copy()
-    table["rows_per_s"] = table["rows_per_s"].map(lambda v: f"{v:,.0f}")
-    table["median_s"] = table["median_s"].map(lambda v: f"{v:.2f}")
-    table["min_s"] = table["min_s"].map(lambda v: f"{v:.2f}")
-    options = ", ".join(f"{key}={value}" for key, value in asdict(config).items())
-    lines = [
-        f"- cluster libraries: {cluster_libs}",
-        f"- load average (1, 5, 15 min) before the run: {load}",
-        f"- configuration: {options}",
-        f"- detector: InvertibleOneClassDetector(n_blocks={config.n_blocks}, "
-        f"hidden_size={config.hidden_size}, max_epochs={config.max_epochs}, device='cpu'), "
-        f"fitted on {config.train_rows} standard normal rows",
-        f"- data: {config.rows} x {config.features} float32 standard normal rows in chunks of "
-        f"{config.chunk_rows}, held in the workers' memory; the in-process setting scores "
-        "the same rows as one NumPy array",
-        f"- timed: `detector.{config.method}(X)` in-process (torch's default threads, then 1 "
-        "thread) vs "
-        f"`score_partitions(detector, X, '{config.method}').compute()` (scores gathered back "
-        "into the driver); median of the repeats, the settings run in turn within each repeat",
-        "",
-        report.markdown_table(table),
-    ]
-    return text + "\n".join(lines)
-
-
-def main(argv=None) -> pd.DataFrame:
-    defaults = ScoringConfig()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=defaults.rows)
-    parser.add_argument("--features", type=int, default=defaults.features)
-    parser.add_argument("--chunk-rows", type=int, default=defaults.chunk_rows)
-    parser.add_argument("--workers", type=int, default=defaults.n_workers)
-    parser.add_argument("--threads-per-worker", type=int, default=defaults.threads_per_worker)
-    parser.add_argument("--repeats", type=int, default=defaults.repeats)
-    parser.add_argument("--method", default=defaults.method,
-                        choices=["score_samples", "decision_function", "predict",
-                                 "anomaly_score"])
-    parser.add_argument("--name", default="distributed_scoring", help="stem of the result files")
-    parser.add_argument("--out-dir", type=Path, required=True)
-    args = parser.parse_args(argv)
-    config = ScoringConfig(
-        rows=args.rows,
-        features=args.features,
-        chunk_rows=args.chunk_rows,
-        n_workers=args.workers,
-        threads_per_worker=args.threads_per_worker,
-        repeats=args.repeats,
-        method=args.method,
-    )
-    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
-    results = measure(config)
-    command = "python -m benchmarks.distributed_scoring " + " ".join(
-        sys.argv[1:] if argv is None else argv
-    )
-    # The page (and the commit it names) is made before any result file is written.
-    results = report.stamped(results)
-    page = markdown(results, config, command.strip(), load)
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    results.to_csv(args.out_dir / f"{args.name}.csv", index=False, float_format="%.6g")
-    (args.out_dir / f"{args.name}.md").write_text(page)
-    print(results.to_string(index=False))
-    return results
-
-
-if __name__ == "__main__":  # worker processes re-import this module
-    main()
