@@ -285,7 +285,6 @@ def _tables(results: pd.DataFrame) -> str:
 
 def _scoring_tables(section: pd.DataFrame) -> list[str]:
     """Rows per second beside the peers, per table shape; then memory."""
-
     parts = ["## Scoring: rows per second beside kNN and IsolationForest", "",
              "The anomaly score (default parameters; the package's detectors trained two "
              "epochs, which does not change the cost of a row) of float32 standard normal "
