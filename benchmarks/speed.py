@@ -5,9 +5,11 @@ Usage (from the project root, ``pip install -e ".[bench,distributed]"``)::
     python -m benchmarks.speed            # the full run (its duration: see speed.md)
     python -m benchmarks.speed --quick    # a small grid, to check that it runs
 
-The fit measurements run with ``--threads`` torch threads (default 1: the
-networks are small, and one thread per process is their fastest use of a
-core); scoring and the default fit run with the user's thread variables.
+Every measurement runs with torch's default threads, as a user's script does
+(each detector then chooses its threads per fit, see "Threads" in the user
+guide's devices page); ``--threads N`` sets N torch threads and thread
+variables for the fit measurements instead. Scoring and the default fit run
+in fresh processes with the user's thread variables either way.
 
 Writes ``benchmarks/results/speed.csv`` (one row per measurement, a
 ``section`` column says which, ``commit`` and ``dirty`` the code it was
@@ -447,8 +449,8 @@ def main(argv=None) -> pd.DataFrame:
         help="keep the rows of the sections not run from the existing <name>.csv",
     )
     parser.add_argument(
-        "--threads", type=int, default=1,
-        help="torch threads of the fit measurements",
+        "--threads", type=int, default=None,
+        help="torch threads of the fit measurements (default: torch's default)",
     )
     parser.add_argument("--name", default="speed", help="stem of the result files")
     parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
@@ -457,9 +459,11 @@ def main(argv=None) -> pd.DataFrame:
     default_threads = torch.get_num_threads()
     # the user's own values, for the default_fit section's process
     user_threads = {variable: os.environ.get(variable) for variable in THREAD_VARIABLES}
-    torch.set_num_threads(args.threads)
-    for variable in THREAD_VARIABLES:  # the scoring subprocesses
-        os.environ[variable] = str(args.threads)
+    fit_threads = default_threads if args.threads is None else args.threads
+    torch.set_num_threads(fit_threads)
+    if args.threads is not None:
+        for variable in THREAD_VARIABLES:
+            os.environ[variable] = str(args.threads)
     command = "python -m benchmarks.speed " + " ".join(sys.argv[1:] if argv is None else argv)
 
     def log(message):
@@ -485,7 +489,8 @@ def main(argv=None) -> pd.DataFrame:
         else:  # compares torch's default threads in-process with one per worker
             torch.set_num_threads(default_threads)
             rows += distributed(grid, log)
-            torch.set_num_threads(args.threads)
+            torch.set_num_threads(fit_threads)
+    torch.set_num_threads(default_threads)
     page += f"- duration of the run: {(time.perf_counter() - started) / 60:.0f} min\n"
     results = report.stamped(pd.DataFrame(rows))
     if earlier is not None:  # the kept rows keep their commits
