@@ -324,9 +324,13 @@ class NeighbourScore:
         return _ScoredBatch(self, scored_codes)
 
     def row_bytes(self) -> int:
-        """Bytes per scored row beyond the network's: the exact distances of the candidates."""
-        n_candidates = self.n_neighbors + 1 + CANDIDATE_MARGIN
+        """Bytes per scored row beyond the network's: the coordinate differences of
+        every search's candidates (the k-th normal neighbour's in both spaces and,
+        with known anomalies, the nearest known anomaly's)."""
         width = self.inputs.rows.shape[1] + self.codes.rows.shape[1]
+        n_candidates = self.n_neighbors + 1 + CANDIDATE_MARGIN
+        if self.known_inputs is not None:
+            n_candidates += 1 + CANDIDATE_MARGIN
         return 8 * n_candidates * width
 
     def row_macs(self) -> float:

@@ -206,3 +206,14 @@ def test_rows_the_float32_ranking_cannot_certify_are_searched_again_exactly():
     squared = np.sort(np.einsum("qrd,qrd->qr", differences, differences), axis=1)
     got = ExactNeighbours(torch.as_tensor(reference)).kth_distance(torch.as_tensor(queries), 5)
     np.testing.assert_allclose(got.numpy(), np.sqrt(squared[:, 4]), rtol=1e-12)
+
+
+def test_the_working_bytes_per_row_count_the_known_anomalies_searches():
+    from sklearn_flowod.neighbours import CANDIDATE_MARGIN, NeighbourScore
+
+    rows, codes = torch.as_tensor(X), torch.as_tensor(X[:, :2])
+    plain = NeighbourScore(rows, codes, n_neighbors=5)
+    known = NeighbourScore(rows, codes, n_neighbors=5, known=rows[:4], known_codes=codes[:4])
+    # the nearest known anomaly's candidates, in both spaces, beside the k-th neighbour's
+    assert plain.row_bytes() == 8 * (5 + 1 + CANDIDATE_MARGIN) * (3 + 2)
+    assert known.row_bytes() - plain.row_bytes() == 8 * (1 + CANDIDATE_MARGIN) * (3 + 2)
