@@ -277,7 +277,11 @@ def _tables(results: pd.DataFrame) -> str:
         table = table.assign(rows_per_s=table["rows_per_s"].map(_rows_per_s))
         parts += ["## Scoring on a local Dask cluster", "",
                   "`score_partitions` on a `LocalCluster` (2 workers x 1 thread) against "
-                  "in-process scoring of the same rows; see `distributed_scoring.py`.", "",
+                  "in-process scoring of the same rows; see `distributed_scoring.py`. "
+                  "equal_to_in_process: the same bits as the first row. Other row counts "
+                  "per batch may take other matrix kernels on some processors, which "
+                  "change the last bits; the scores then agree to float64 rounding "
+                  "(see \"Scaling out\" in the user guide).", "",
                   report.markdown_table(_counts_as_int(table)), ""]
     section = results[results["section"] == "default_fit"]
     if len(section):
